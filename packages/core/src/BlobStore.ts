@@ -1,0 +1,136 @@
+/**
+ * BlobStore: the storage driver contract.
+ *
+ * A BlobStore moves bytes by key and nothing else: it never sees hashes,
+ * blocks or manifests. Repositories and cluster storage roots are both
+ * BlobStores. Retry, concurrency limits and metrics are wrappers around any
+ * BlobStore, not code inside a driver.
+ *
+ * # Keys
+ * Keys are '/'-separated relative paths of UTF-8 text: no leading '/', no
+ * empty, '.' or '..' segments. A driver rejects any other key with reason
+ * `InvalidKey`. Keys are case-sensitive.
+ *
+ * # Behaviour (checked by the conformance suite in `@bendsave/core/testing`)
+ * - read-after-write: once `put` returns, `get`, `head` and `list` see the
+ *   new object and its full content.
+ * - atomic put: a reader sees either the previous object or the whole new one,
+ *   never a prefix of it; a `put` that fails leaves no partial object behind.
+ * - create-only put (`ifNotExists`): fails with reason `AlreadyExists` when the
+ *   key exists, and exactly one of two racing create-only puts succeeds.
+ * - `get`/`head`/`getRange` of a missing key fail with reason `NotFound`.
+ * - `getRange` past the end returns the bytes up to the end (an empty array
+ *   when `offset` is exactly the size) and fails with `RangeNotSatisfiable`
+ *   when `offset` is greater than the size.
+ * - `list(prefix)` streams every object whose key starts with `prefix` (a plain
+ *   string prefix, not a directory) in ascending bytewise order of the key,
+ *   each key once; objects put before the listing started are included.
+ * - `delete` of a missing key succeeds (deletes are idempotent).
+ */
+import type { Effect, Stream } from "effect"
+import { Schema } from "effect"
+
+/** Why a storage operation failed. */
+export const BlobStoreErrorReason = Schema.Literals([
+  "NotFound",
+  "AlreadyExists",
+  "PreconditionFailed",
+  "PermissionDenied",
+  "RateLimited",
+  "RangeNotSatisfiable",
+  "Unsupported",
+  "InvalidConfig",
+  "InvalidKey",
+  "Unavailable",
+  "Unknown",
+])
+export type BlobStoreErrorReason = typeof BlobStoreErrorReason.Type
+
+const retryableReasons: ReadonlySet<BlobStoreErrorReason> = new Set(["RateLimited", "Unavailable"])
+
+/** The one error type of every BlobStore operation. */
+export class BlobStoreError extends Schema.TaggedError<BlobStoreError>()("BlobStoreError", {
+  reason: BlobStoreErrorReason,
+  /** Driver name, e.g. "fs". */
+  driver: Schema.String,
+  operation: Schema.String,
+  key: Schema.optional(Schema.String),
+  detail: Schema.String,
+  /** Whether the same operation may succeed if tried again. */
+  retryable: Schema.optional(Schema.Boolean),
+  cause: Schema.optional(Schema.Defect()),
+}) {
+  get isRetryable(): boolean {
+    return this.retryable ?? retryableReasons.has(this.reason)
+  }
+  override get message(): string {
+    const where = this.key === undefined ? "" : ` '${this.key}'`
+    return `${this.driver} ${this.operation}${where}: ${this.reason}: ${this.detail}`
+  }
+}
+
+/** Declared features of a driver; the conformance suite runs only what is declared. */
+export interface Capabilities {
+  /** `put` with `ifNotExists` is atomic (O_EXCL, If-None-Match: *, ifGenerationMatch=0). */
+  readonly conditionalPut: boolean
+  /** `getRange` reads a byte range without reading the whole object. */
+  readonly rangeRead: boolean
+  /** `deleteMany` is one request per batch rather than a loop. */
+  readonly batchDelete: boolean
+  /** `copy` happens inside the service without moving bytes through bendsave. */
+  readonly serverSideCopy: boolean
+  /** Largest object `put` accepts, in bytes. */
+  readonly maxObjectSize: number
+}
+
+export interface ObjectInfo {
+  readonly key: string
+  readonly size: number
+  /** Driver-specific version tag; changes whenever the content may have changed. */
+  readonly etag: string
+  /** Milliseconds since the epoch. */
+  readonly lastModified: number
+}
+
+export interface PutOptions {
+  /** Fail with `AlreadyExists` instead of replacing an existing object. */
+  readonly ifNotExists?: boolean
+}
+
+export type Body = Uint8Array | Stream.Stream<Uint8Array, BlobStoreError>
+
+export interface BlobStore {
+  /** Driver name, e.g. "fs", "memory". */
+  readonly driver: string
+  /** Human-readable location, without secrets (e.g. "fs:///backups/prod"). */
+  readonly location: string
+  readonly capabilities: Capabilities
+  get(key: string): Effect.Effect<Uint8Array, BlobStoreError>
+  /** Bytes `[offset, offset + length)`, cut at the end of the object. */
+  getRange(key: string, offset: number, length: number): Effect.Effect<Uint8Array, BlobStoreError>
+  /** The object as a stream of chunks. */
+  getStream(key: string): Stream.Stream<Uint8Array, BlobStoreError>
+  put(key: string, body: Body, options?: PutOptions): Effect.Effect<ObjectInfo, BlobStoreError>
+  head(key: string): Effect.Effect<ObjectInfo, BlobStoreError>
+  list(prefix: string): Stream.Stream<ObjectInfo, BlobStoreError>
+  delete(key: string): Effect.Effect<void, BlobStoreError>
+  deleteMany(keys: ReadonlyArray<string>): Effect.Effect<void, BlobStoreError>
+  /** Server-side copy; fails with `Unsupported` unless `capabilities.serverSideCopy`. */
+  copy(from: string, to: string): Effect.Effect<ObjectInfo, BlobStoreError>
+}
+
+/** Checks a key against the key rules above; returns a description of the problem or undefined. */
+export const keyProblem = (key: string): string | undefined => {
+  if (key.length === 0) return "the key is empty"
+  if (key.startsWith("/")) return "the key is absolute (starts with '/')"
+  if (key.includes("\\")) return "the key contains a backslash"
+  if (key.includes("\0")) return "the key contains a NUL character"
+  for (const segment of key.split("/")) {
+    if (segment === "") return "the key has an empty segment ('//' or a trailing '/')"
+    if (segment === "." || segment === "..") return `the key has a '${segment}' segment`
+  }
+  return undefined
+}
+
+/** True when `key` is a valid relative key (see `keyProblem`). */
+export const isValidKey = (key: string): boolean => keyProblem(key) === undefined
