@@ -80,10 +80,11 @@ export interface MetaStore {
   readonly location: string
   readonly prefix: string
   snapshot(): Effect.Effect<MetaSnapshot, MetaStoreError>
-  replace(
-    entries: Stream.Stream<MetaEntry, MetaStoreError>,
+  /** Errors of the `entries` stream abort the replace (nothing is written) and pass through. */
+  replace<E>(
+    entries: Stream.Stream<MetaEntry, E>,
     options?: { readonly dryRun?: boolean },
-  ): Effect.Effect<MetaDiff, MetaStoreError>
+  ): Effect.Effect<MetaDiff, MetaStoreError | E>
   get(key: Uint8Array): Effect.Effect<Uint8Array | undefined, MetaStoreError>
   compareAndSwap(
     key: Uint8Array,

@@ -1,0 +1,396 @@
+/**
+ * The bendsave command line: parse the verbs, call the workflows of
+ * @bendsave/core, render the result (text, or one JSON object with --json).
+ * Commands hold no logic of their own.
+ */
+import { mkdtemp, readFile, writeFile } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import {
+  backup,
+  type Cluster,
+  formatMetaLine,
+  listBackups,
+  loadClusterConfig,
+  makeLocalMetaStore,
+  makeMemoryBlobStore,
+  MetaLinesError,
+  compareBytes,
+  openCluster,
+  openRepositoryAt,
+  parseBackupReference,
+  parseMetaLines,
+  readManifest,
+  restore,
+  TOOL_VERSION,
+  verify,
+  findBackupAt,
+  listBackupIds,
+  LocationError,
+  type ClusterConfig,
+  type MetaEntry,
+} from "@bendsave/core"
+import { NodeRuntime, NodeServices } from "@effect/platform-node"
+import { Console, Effect, Option, Schema, Stream } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+import { quickstart } from "./Quickstart.ts"
+import { describeError, formatBytes, makeProgressBar, table } from "./Render.ts"
+
+/** Raised after an error was printed, so the process exits non-zero. */
+class Reported extends Schema.TaggedError<Reported>()("Reported", {}) {}
+
+const jsonFlag = Flag.Boolean("json").pipe(
+  Flag.withDescription("Print one machine-readable JSON result on stdout (no progress bar)"),
+  Flag.withDefault(false),
+)
+
+/**
+ * Runs a verb: on success prints `text(result)` or the JSON result; on
+ * failure prints the error with its fix (as JSON with --json) and exits 1.
+ */
+const runVerb = <A, E>(json: boolean, effect: Effect.Effect<A, E>, text: (a: A) => string, ok: (a: A) => boolean = () => true) =>
+  effect.pipe(
+    Effect.matchCauseEffect({
+      onSuccess: (result) =>
+        Effect.gen(function* () {
+          const out = json ? JSON.stringify(result) : text(result)
+          if (out !== "") yield* Console.log(out)
+          if (!ok(result)) return yield* new Reported()
+        }),
+      onFailure: (cause) =>
+        Effect.gen(function* () {
+          const failure = cause.reasons.find((r) => r._tag === "Fail")
+          const error = failure?._tag === "Fail" ? failure.error : cause.reasons.find((r) => r._tag === "Die")
+          const described =
+            failure?._tag === "Fail"
+              ? describeError(error)
+              : { tag: "InternalError", message: `bendsave hit an internal error: ${String((error as { defect?: unknown })?.defect ?? cause)}`, fix: "please report this with the command you ran" }
+          if (json) {
+            yield* Console.log(JSON.stringify({ error: described }))
+          } else {
+            yield* Console.error(`bendsave: error: ${described.message}`)
+            if (described.fix !== undefined) yield* Console.error(`  fix: ${described.fix}`)
+          }
+          return yield* new Reported()
+        }),
+    }),
+  )
+
+const loadCluster = (file: string, create: boolean) =>
+  Effect.flatMap(loadClusterConfig(file), (config) => Effect.map(openCluster(config, { create }), (cluster) => ({ config, cluster })))
+
+// backup -----------------------------------------------------------------------------------------
+
+const backupCommand = Command.make(
+  "backup",
+  {
+    from: Flag.String("from").pipe(Flag.withDescription("Cluster file (TOML) of the cluster to back up")),
+    to: Flag.String("to").pipe(Flag.withDescription("Repository: a path or URL (created on first use)")),
+    json: jsonFlag,
+  },
+  ({ from, to, json }) => {
+    const bar = makeProgressBar(!json)
+    return runVerb(
+      json,
+      Effect.gen(function* () {
+        const { cluster } = yield* loadCluster(from, false)
+        const repo = yield* openRepositoryAt(to, { create: true })
+        return yield* backup(cluster, repo, {
+          onProgress: bar.active
+            ? (p) => bar.draw({ label: p.phase === "files" ? "backup" : p.phase, ...p })
+            : undefined,
+        })
+      }).pipe(Effect.ensuring(Effect.sync(bar.clear))),
+      (r) =>
+        [
+          `backup ${r.backup_id} committed (${r.backup_type}${r.parent_backup_id ? `, parent ${r.parent_backup_id}` : ""})`,
+          `  manifest: ${r.manifest}`,
+          `  files:    ${r.files_total} (${r.files_reused} reused unchanged, ${r.files_read} read), ${formatBytes(r.bytes_total)}`,
+          `  read:     ${formatBytes(r.bytes_read)}`,
+          `  uploaded: ${r.blocks_uploaded} blocks, ${formatBytes(r.bytes_uploaded)} (${r.blocks_deduplicated} blocks already stored)`,
+          `  meta:     ${r.meta_keys} keys at revision ${r.meta_revision}`,
+          `  took:     ${(r.duration_ms / 1000).toFixed(1)}s`,
+        ].join("\n"),
+    )
+  },
+).pipe(
+  Command.withDescription("Back up a cluster (meta snapshot + storage) into a repository; incremental after the first"),
+  Command.withExamples([{ command: "bendsave backup --from cluster.toml --to ./backups", description: "Back up into a local repository" }]),
+)
+
+// list -------------------------------------------------------------------------------------------
+
+const listCommand = Command.make(
+  "list",
+  {
+    repository: Argument.String("repository").pipe(Argument.withDescription("Repository path or URL")),
+    json: jsonFlag,
+  },
+  ({ repository, json }) =>
+    runVerb(
+      json,
+      Effect.gen(function* () {
+        const repo = yield* openRepositoryAt(repository)
+        return { repository: repo.location, backups: yield* listBackups(repo) }
+      }),
+      (r) =>
+        r.backups.length === 0
+          ? `no backups in ${r.repository}`
+          : table(
+              ["BACKUP", "TYPE", "CLUSTER", "STARTED (UTC)", "FILES", "SIZE", "UPLOADED", "META KEYS", "REVISION"],
+              r.backups.map((b) => [
+                b.backup_id,
+                b.backup_type,
+                b.cluster,
+                b.started_at.replace("T", " ").replace(/\.\d+Z$/, ""),
+                String(b.files),
+                formatBytes(b.bytes),
+                formatBytes(b.bytes_uploaded),
+                String(b.meta_keys),
+                String(b.meta_revision),
+              ]),
+            ),
+    ),
+).pipe(Command.withDescription("List the backups in a repository"))
+
+// restore ----------------------------------------------------------------------------------------
+
+/** A cluster that does not exist yet looks empty to a dry run (nothing is created). */
+const openRestoreTarget = (config: ClusterConfig, confirm: boolean) =>
+  openCluster(config, { create: confirm }).pipe(
+    Effect.catchIf(
+      (e) => !confirm && e.reason === "NotFound",
+      () =>
+        Effect.gen(function* () {
+          const dir = yield* Effect.promise(() => mkdtemp(join(tmpdir(), "bendsave-dry-run-")))
+          const meta = yield* makeLocalMetaStore(dir, { prefix: config.meta.prefix })
+          return { name: config.name, meta, storage: makeMemoryBlobStore({ name: "empty-target" }) } satisfies Cluster
+        }),
+    ),
+  )
+
+const restoreCommand = Command.make(
+  "restore",
+  {
+    from: Flag.String("from").pipe(
+      Flag.withDescription("Manifest path/URL (<repo>/manifests/<id>.manifest), or a repository (then the newest backup, or --backup/--at)"),
+    ),
+    to: Flag.String("to").pipe(Flag.withDescription("Cluster file (TOML) of the target cluster; may be a new, empty cluster")),
+    backup: Flag.String("backup").pipe(Flag.withDescription("Backup id (YYYYMMDD_HHMMSS) when --from is a repository"), Flag.optional),
+    at: Flag.String("at").pipe(Flag.withDescription("Restore the newest backup at or before this time (ISO 8601) when --from is a repository"), Flag.optional),
+    confirm: Flag.Boolean("confirm").pipe(Flag.withDescription("Apply the plan; without it restore is a dry run that changes nothing"), Flag.withDefault(false)),
+    json: jsonFlag,
+  },
+  ({ from, to, backup: backupFlag, at, confirm, json }) => {
+    const bar = makeProgressBar(!json)
+    return runVerb(
+      json,
+      Effect.gen(function* () {
+        const ref = parseBackupReference(from)
+        const repo = yield* openRepositoryAt(ref.repository)
+        let backupId = ref.backupId ?? Option.getOrUndefined(backupFlag)
+        if (backupId === undefined && Option.isSome(at)) {
+          const time = Date.parse(at.value)
+          if (Number.isNaN(time)) {
+            return yield* new LocationError({ input: at.value, detail: "--at is not a valid time", fix: "use ISO 8601, e.g. 2025-01-14T20:15:00Z" })
+          }
+          backupId = yield* findBackupAt(repo, time)
+          if (backupId === undefined) {
+            return yield* new LocationError({ input: at.value, detail: "there is no backup at or before this time", fix: `run \`bendsave list ${ref.repository}\`` })
+          }
+        }
+        if (backupId === undefined) {
+          const ids = yield* listBackupIds(repo)
+          backupId = ids[ids.length - 1]
+          if (backupId === undefined) {
+            return yield* new LocationError({ input: from, detail: "the repository has no backups", fix: "run `bendsave backup` first" })
+          }
+        }
+        const manifest = yield* readManifest(repo, backupId)
+        const config = yield* loadClusterConfig(to)
+        const target = yield* openRestoreTarget(config, confirm)
+        return yield* restore(repo, manifest, target, {
+          confirm,
+          onProgress: bar.active ? (p) => bar.draw({ label: confirm ? "restore" : "plan", ...p }) : undefined,
+        })
+      }).pipe(Effect.ensuring(Effect.sync(bar.clear))),
+      (r) => {
+        const lines = [
+          r.dry_run
+            ? `DRY RUN: restore plan for backup ${r.backup_id} (nothing was changed; add --confirm to apply)`
+            : `restored backup ${r.backup_id}`,
+          `  files in backup:   ${r.files_total} (${formatBytes(r.bytes_total)})`,
+          `  files to write:    ${r.files_to_write} (${formatBytes(r.bytes_to_write)})${r.sample_write.length > 0 ? `  e.g. ${r.sample_write.join(", ")}` : ""}`,
+          `  already identical: ${r.files_identical} (skipped)`,
+          `  files to delete:   ${r.files_to_delete}${r.sample_delete.length > 0 ? `  e.g. ${r.sample_delete.join(", ")}` : ""} (in the target but not in the backup)`,
+          `  meta keys:         ${r.meta.added} to add, ${r.meta.changed} to change, ${r.meta.removed} to remove, ${r.meta.unchanged} unchanged`,
+        ]
+        for (const kind of ["added", "changed", "removed"] as const) {
+          if (r.meta.sample[kind].length > 0) lines.push(`    ${kind}: ${r.meta.sample[kind].join(", ")}`)
+        }
+        if (!r.dry_run) lines.push(`  written: ${r.files_written} files (${formatBytes(r.bytes_written)}), deleted: ${r.files_deleted}, took ${(r.duration_ms / 1000).toFixed(1)}s`)
+        return lines.join("\n")
+      },
+    )
+  },
+).pipe(
+  Command.withDescription("Restore a backup into a cluster (dry run unless --confirm)"),
+  Command.withExamples([
+    { command: "bendsave restore --from ./backups/manifests/20250114_201500.manifest --to new.toml", description: "Print the plan" },
+    { command: "bendsave restore --from ./backups/manifests/20250114_201500.manifest --to new.toml --confirm", description: "Restore" },
+  ]),
+)
+
+// verify -----------------------------------------------------------------------------------------
+
+const verifyCommand = Command.make(
+  "verify",
+  {
+    target: Argument.String("repository-or-manifest").pipe(Argument.withDescription("Repository (all backups) or one manifest path/URL")),
+    readData: Flag.Int("read-data").pipe(
+      Flag.withOptionalValue("100"),
+      Flag.withDescription("Also download and re-hash PERCENT of the blocks (bare --read-data = 100)"),
+      Flag.optional,
+    ),
+    json: jsonFlag,
+  },
+  ({ target, readData, json }) => {
+    const bar = makeProgressBar(!json)
+    return runVerb(
+      json,
+      Effect.gen(function* () {
+        const percent = Option.getOrElse(readData, () => 0)
+        if (percent < 0 || percent > 100) {
+          return yield* new LocationError({ input: String(percent), detail: "--read-data must be a percentage from 0 to 100", fix: "use --read-data (all blocks) or --read-data=10" })
+        }
+        const ref = parseBackupReference(target)
+        const repo = yield* openRepositoryAt(ref.repository)
+        if (ref.backupId !== undefined) yield* readManifest(repo, ref.backupId)
+        return yield* verify(repo, {
+          backupIds: ref.backupId === undefined ? undefined : [ref.backupId],
+          readDataPercent: percent,
+          onProgress: bar.active ? (p) => bar.draw({ label: `verify ${p.phase}`, filesDone: p.done, bytesDone: 0, filesTotal: p.total }) : undefined,
+        })
+      }).pipe(Effect.ensuring(Effect.sync(bar.clear))),
+      (r) =>
+        [
+          r.ok ? "verify: OK" : `verify: ${r.problems.length} PROBLEM(S) FOUND`,
+          `  backups: ${r.backups_checked}, files: ${r.files_checked}, blocks checked: ${r.blocks_checked}, blocks re-hashed: ${r.blocks_read} (${formatBytes(r.bytes_read)})`,
+          ...r.problems.map((p) => `  - backup ${p.backup_id}${p.path ? ` file ${p.path}` : ""}${p.block_id ? ` block ${p.block_id}` : ""}: ${p.problem}`),
+        ].join("\n"),
+      (r) => r.ok,
+    )
+  },
+).pipe(Command.withDescription("Check that backups are complete (and with --read-data, that their bytes are intact)"))
+
+// meta export / import ---------------------------------------------------------------------------
+
+const clusterFlag = Flag.String("cluster").pipe(Flag.withDescription("Cluster file (TOML)"))
+
+const metaExport = Command.make(
+  "export",
+  {
+    cluster: clusterFlag,
+    output: Flag.String("output").pipe(Flag.withDescription("Write to this file instead of stdout"), Flag.optional),
+  },
+  ({ cluster, output }) =>
+    runVerb(
+      false,
+      Effect.gen(function* () {
+        const { cluster: c } = yield* loadCluster(cluster, false)
+        const snapshot = yield* c.meta.snapshot()
+        const lines: Array<string> = []
+        yield* snapshot.entries.pipe(Stream.runForEach((e) => Effect.sync(() => lines.push(formatMetaLine(e)))))
+        const text = lines.length === 0 ? "" : `${lines.join("\n")}\n`
+        if (Option.isSome(output)) {
+          yield* Effect.promise(() => writeFile(output.value, text))
+          return { text: `exported ${lines.length} keys at revision ${snapshot.revision} to ${output.value}`, toStderr: true }
+        }
+        process.stdout.write(text)
+        return { text: "", toStderr: true }
+      }),
+      (r) => r.text,
+    ).pipe(Effect.asVoid),
+).pipe(Command.withDescription("Print the cluster's meta keys as JSON lines ({\"key\",\"value\"}; value_b64 for binary)"))
+
+const metaImport = Command.make(
+  "import",
+  {
+    cluster: clusterFlag,
+    input: Flag.String("input").pipe(Flag.withDescription("Read from this file instead of stdin"), Flag.optional),
+    replace: Flag.Boolean("replace").pipe(
+      Flag.withDescription("Make the keyspace exactly the imported keys (removes others); default adds/overwrites only"),
+      Flag.withDefault(false),
+    ),
+    json: jsonFlag,
+  },
+  ({ cluster, input, replace, json }) =>
+    runVerb(
+      json,
+      Effect.gen(function* () {
+        const source = Option.getOrElse(input, () => "<stdin>")
+        const text = yield* Effect.promise(() => (Option.isSome(input) ? readFile(input.value, "utf8") : readStdin()))
+        const parsed = parseMetaLines(text, source)
+        if (parsed instanceof MetaLinesError) return yield* parsed
+        const { cluster: c } = yield* loadCluster(cluster, true)
+        const incoming = new Map<string, MetaEntry>()
+        for (const e of parsed) incoming.set(Buffer.from(e.key).toString("hex"), e)
+        let entries = [...incoming.values()]
+        if (!replace) {
+          const snapshot = yield* c.meta.snapshot()
+          yield* snapshot.entries.pipe(
+            Stream.runForEach((e) =>
+              Effect.sync(() => {
+                const k = Buffer.from(e.key).toString("hex")
+                if (!incoming.has(k)) entries.push(e)
+              }),
+            ),
+          )
+        }
+        entries = entries.sort((a, b) => compareBytes(a.key, b.key))
+        const diff = yield* c.meta.replace(Stream.fromIterable(entries))
+        return { imported: parsed.length, ...diff }
+      }),
+      (r) => `imported ${r.imported} keys: ${r.added} added, ${r.changed} changed, ${r.removed} removed, ${r.unchanged} unchanged`,
+    ),
+).pipe(Command.withDescription("Load meta keys from JSON lines (the format of `meta export`)"))
+
+const readStdin = async (): Promise<string> => {
+  const chunks: Array<Buffer> = []
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
+  return Buffer.concat(chunks).toString("utf8")
+}
+
+const metaCommand = Command.make("meta").pipe(
+  Command.withDescription("Inspect and seed a cluster's meta keyspace"),
+  Command.withSubcommands([metaExport, metaImport]),
+)
+
+// quickstart -------------------------------------------------------------------------------------
+
+const quickstartCommand = Command.make(
+  "quickstart",
+  {
+    dir: Flag.String("dir").pipe(Flag.withDescription("Working directory for the sample clusters and repository"), Flag.withDefault("./bendsave-quickstart")),
+    json: jsonFlag,
+  },
+  ({ dir, json }) => runVerb(json, quickstart(dir, { narrate: !json }), (r) => r.summary, (r) => r.identical),
+).pipe(
+  Command.withDescription(
+    "Create a sample local cluster, back it up, change it, back up again, list, restore into a fresh cluster and check it is identical",
+  ),
+)
+
+// ------------------------------------------------------------------------------------------------
+
+const root = Command.make("bendsave").pipe(
+  Command.withDescription("Disaster recovery for data clusters: backup, list, verify and restore"),
+  Command.withSubcommands([backupCommand, listCommand, restoreCommand, verifyCommand, metaCommand, quickstartCommand]),
+)
+
+root.pipe(
+  Command.run({ version: TOOL_VERSION }),
+  Effect.catchTag("Reported", () => Effect.sync(() => { process.exitCode = 1 })),
+  Effect.provide(NodeServices.layer),
+  NodeRuntime.runMain({ disableErrorReporting: false }),
+)

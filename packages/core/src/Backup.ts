@@ -1,0 +1,333 @@
+/**
+ * Backup: the workflow that protects a cluster.
+ *
+ * 1. Snapshot the meta service at one revision and store it as meta pages.
+ * 2. List the storage root in path order and match it against the parent
+ *    backup (the newest backup of the same cluster in the repository): a file
+ *    whose (path, size, etag, last_modified) equals the parent's record reuses
+ *    its block list without being read.
+ * 3. Read the other files in 8 MiB blocks, hash them, and upload each block
+ *    that the repository does not have yet.
+ * 4. Store the file list as pages, then commit the manifest create-only.
+ *
+ * Memory is bounded: at most BYTE_BUDGET bytes of block data are in flight,
+ * and file records go to pages as they complete.
+ */
+import { create } from "@bufbuild/protobuf"
+import { timestampFromMs } from "@bufbuild/protobuf/wkt"
+import { Effect, Schema, Semaphore, Stream } from "effect"
+import type { BlobStore, ObjectInfo } from "./BlobStore.ts"
+import { BlobStoreError } from "./BlobStore.ts"
+import { sha256Hex } from "./Hash.ts"
+import {
+  type BackupFile,
+  type BackupManifest,
+  BackupManifestSchema,
+  BackupType,
+  backupIdOf,
+  FORMAT_VERSION,
+  lastModifiedMillis,
+  makeBackupFile,
+  READER_VERSION,
+} from "./Manifest.ts"
+import type { MetaStore } from "./MetaStore.ts"
+import { makeFilePageWriter, makeMetaPageWriter, makeParentCursor } from "./Pages.ts"
+import { findLatestBackup } from "./List.ts"
+import { BLOCK_SIZE, commitManifest, hasBlock, manifestKey, putBlock, type Repository } from "./Repository.ts"
+import { TOOL_VERSION } from "./Version.ts"
+
+/** Storage keys under this prefix belong to bendsave itself and are never backed up. */
+export const RESERVED_STORAGE_PREFIX = ".bendsave/"
+
+/** A cluster opened for a workflow: its meta service and storage root. */
+export interface Cluster {
+  readonly name: string
+  readonly meta: MetaStore
+  readonly storage: BlobStore
+}
+
+/** A source file changed or vanished while it was being backed up. */
+export class SourceChangedError extends Schema.TaggedError<SourceChangedError>()("SourceChangedError", {
+  path: Schema.String,
+  detail: Schema.String,
+  fix: Schema.String,
+}) {
+  override get message(): string {
+    return `source file '${this.path}' ${this.detail}`
+  }
+}
+
+export interface BackupProgress {
+  readonly phase: "meta" | "scan" | "files" | "commit"
+  readonly filesDone: number
+  readonly bytesDone: number
+  /** Known once the storage was counted (only when a progress listener asked for totals). */
+  readonly filesTotal?: number
+  readonly bytesTotal?: number
+}
+
+export interface BackupOptions {
+  /** Called as work proceeds; when set, the storage is counted first so totals (and ETA) are known. */
+  readonly onProgress?: (progress: BackupProgress) => void
+  /** Files processed at once (default 16). */
+  readonly fileConcurrency?: number
+  /** Bytes of block data in flight at once (default 128 MiB). */
+  readonly byteBudget?: number
+  /** The clock, for tests (default Date.now). */
+  readonly now?: () => number
+  /** Labels recorded in the manifest. */
+  readonly labels?: Record<string, string>
+}
+
+export interface BackupResult {
+  readonly backup_id: string
+  readonly manifest: string
+  readonly parent_backup_id: string | null
+  readonly backup_type: "full" | "incremental"
+  readonly files_total: number
+  readonly bytes_total: number
+  readonly files_reused: number
+  readonly files_read: number
+  readonly bytes_read: number
+  readonly blocks_uploaded: number
+  readonly bytes_uploaded: number
+  readonly blocks_deduplicated: number
+  readonly meta_keys: number
+  readonly meta_revision: number
+  readonly duration_ms: number
+}
+
+const PERMIT_BYTES = 64 * 1024
+
+const sameFile = (info: ObjectInfo, record: BackupFile): boolean =>
+  Number(record.size) === info.size && record.etag === info.etag && lastModifiedMillis(record) === info.lastModified
+
+/** Backs `cluster` up into `repo`. */
+export const backup = Effect.fn("Backup.run")(function* (cluster: Cluster, repo: Repository, options: BackupOptions = {}) {
+  const now = options.now ?? Date.now
+  const startedAt = now()
+  const report = options.onProgress ?? (() => {})
+  const counters = {
+    filesTotal: 0,
+    bytesTotal: 0,
+    filesReused: 0,
+    filesRead: 0,
+    bytesRead: 0,
+    bytesDone: 0,
+    filesDone: 0,
+    blocksUploaded: 0,
+    bytesUploaded: 0,
+    blocksDeduplicated: 0,
+    distinctBlocks: 0,
+  }
+
+  const parent = yield* findLatestBackup(repo, cluster.name)
+
+  // 1. Meta snapshot at one revision.
+  report({ phase: "meta", filesDone: 0, bytesDone: 0 })
+  const snapshot = yield* cluster.meta.snapshot()
+  const metaWriter = makeMetaPageWriter(repo)
+  let metaKeys = 0
+  let metaBytes = 0
+  yield* snapshot.entries.pipe(
+    Stream.runForEach((entry) => {
+      metaKeys++
+      metaBytes += entry.key.length + entry.value.length
+      return metaWriter.add(entry)
+    }),
+  )
+  const metaPages = yield* metaWriter.finish
+
+  // 2. Optional count, for progress totals.
+  const listing = cluster.storage.list("").pipe(Stream.filter((info) => !info.key.startsWith(RESERVED_STORAGE_PREFIX)))
+  let totals: { files: number; bytes: number } | undefined
+  if (options.onProgress !== undefined) {
+    report({ phase: "scan", filesDone: 0, bytesDone: 0 })
+    totals = yield* listing.pipe(
+      Stream.runFold(
+        () => ({ files: 0, bytes: 0 }),
+        (acc, info) => ({ files: acc.files + 1, bytes: acc.bytes + info.size }),
+      ),
+    )
+  }
+  const progress = (): BackupProgress => ({
+    phase: "files",
+    filesDone: counters.filesDone,
+    bytesDone: counters.bytesDone,
+    filesTotal: totals?.files,
+    bytesTotal: totals?.bytes,
+  })
+
+  // 3. Files.
+  const budget = Math.max(Math.ceil((options.byteBudget ?? 128 * 1024 * 1024) / PERMIT_BYTES), BLOCK_SIZE / PERMIT_BYTES)
+  const semaphore = yield* Semaphore.make(budget)
+  const known = new Set<string>()
+  const cursor = makeParentCursor(repo, parent?.manifest.storage?.pages ?? [])
+  const fileWriter = makeFilePageWriter(repo)
+
+  const storeBlock = Effect.fnUntraced(function* (info: ObjectInfo, index: number) {
+    const offset = index * BLOCK_SIZE
+    const length = Math.min(BLOCK_SIZE, info.size - offset)
+    return yield* Effect.gen(function* () {
+      const bytes = yield* cluster.storage.getRange(info.key, offset, length).pipe(
+        Effect.catchIf(
+          (e: BlobStoreError) => e.reason === "NotFound" || e.reason === "RangeNotSatisfiable",
+          () =>
+            Effect.fail(
+              new SourceChangedError({
+                path: info.key,
+                detail: "vanished while the backup was reading it (deleted by the cluster?)",
+                fix: "run the backup again; if the cluster's garbage collection is running, pause it or back up a quiet cluster",
+              }),
+            ),
+        ),
+      )
+      if (bytes.length !== length) {
+        return yield* new SourceChangedError({
+          path: info.key,
+          detail: `changed size while the backup was reading it (expected ${info.size} bytes)`,
+          fix: "run the backup again; files must not be rewritten in place while a backup runs",
+        })
+      }
+      counters.bytesRead += bytes.length
+      const id = yield* sha256Hex(bytes)
+      if (known.has(id)) {
+        counters.blocksDeduplicated++
+      } else if (yield* hasBlock(repo, id)) {
+        known.add(id)
+        counters.blocksDeduplicated++
+      } else if (yield* putBlock(repo, id, bytes)) {
+        known.add(id)
+        counters.blocksUploaded++
+        counters.bytesUploaded += bytes.length
+      } else {
+        known.add(id)
+        counters.blocksDeduplicated++
+      }
+      counters.bytesDone += bytes.length
+      report(progress())
+      return { id, size: bytes.length }
+    }).pipe(Semaphore.withPermits(semaphore, Math.max(1, Math.ceil(length / PERMIT_BYTES))))
+  })
+
+  const readFile = Effect.fnUntraced(function* (info: ObjectInfo) {
+    const blockCount = Math.ceil(info.size / BLOCK_SIZE)
+    const blocks = yield* Effect.forEach(
+      Array.from({ length: blockCount }, (_, i) => i),
+      (i) => storeBlock(info, i),
+      { concurrency: 4 },
+    )
+    counters.filesRead++
+    return makeBackupFile({ path: info.key, size: info.size, etag: info.etag, lastModified: info.lastModified, blocks })
+  })
+
+  yield* listing.pipe(
+    Stream.mapEffect((info) => Effect.map(cursor.find(info.key), (previous) => ({ info, previous }))),
+    Stream.mapEffect(
+      ({ info, previous }) => {
+        counters.filesTotal++
+        counters.bytesTotal += info.size
+        if (previous !== undefined && sameFile(info, previous)) {
+          counters.filesReused++
+          counters.filesDone++
+          counters.bytesDone += info.size
+          report(progress())
+          return Effect.succeed(previous)
+        }
+        return readFile(info).pipe(Effect.tap(() => Effect.sync(() => counters.filesDone++)))
+      },
+      { concurrency: options.fileConcurrency ?? 16 },
+    ),
+    Stream.runForEach((file) => {
+      counters.distinctBlocks += file.blocks.length
+      return fileWriter.add(file)
+    }),
+  )
+  const filePages = yield* fileWriter.finish
+
+  // 4. Commit.
+  report({ ...progress(), phase: "commit" })
+  const build = (backupId: string): BackupManifest =>
+    create(BackupManifestSchema, {
+      formatVersion: FORMAT_VERSION,
+      minReaderVersion: READER_VERSION,
+      requiredFeatures: [],
+      backupMeta: {
+        backupId,
+        backupType: parent === undefined ? BackupType.FULL : BackupType.INCREMENTAL,
+        parentBackupId: parent?.backupId ?? "",
+        toolVersion: TOOL_VERSION,
+        clusterName: cluster.name,
+        startedAt: timestampFromMs(startedAt),
+        completedAt: timestampFromMs(now()),
+        metaDriver: cluster.meta.driver,
+        storageDriver: cluster.storage.driver,
+        labels: options.labels ?? {},
+        totals: {
+          files: BigInt(counters.filesTotal),
+          bytes: BigInt(counters.bytesTotal),
+          blocks: BigInt(counters.distinctBlocks),
+          metaKeys: BigInt(metaKeys),
+          filesReused: BigInt(counters.filesReused),
+          blocksUploaded: BigInt(counters.blocksUploaded),
+          bytesUploaded: BigInt(counters.bytesUploaded),
+        },
+      },
+      metasrv: {
+        revision: BigInt(snapshot.revision),
+        driver: cluster.meta.driver,
+        prefix: cluster.meta.prefix,
+        keyCount: BigInt(metaKeys),
+        bytes: BigInt(metaBytes),
+        pages: metaPages,
+      },
+      storage: {
+        fileCount: BigInt(counters.filesTotal),
+        totalBytes: BigInt(counters.bytesTotal),
+        pages: filePages,
+      },
+    })
+  // The id is the backup's start time; if another backup took that second, use the next free one.
+  let idTime = Math.floor(startedAt / 1000) * 1000
+  if (parent !== undefined) idTime = Math.max(idTime, (parent.time ?? 0) + 1000)
+  let backupId = backupIdOf(idTime)
+  for (let attempt = 0; ; attempt++) {
+    const committed = yield* commitManifest(repo, build(backupId)).pipe(
+      Effect.as(true),
+      Effect.catchIf(
+        (e: BlobStoreError) => e.reason === "AlreadyExists" && attempt < 120,
+        () => Effect.succeed(false),
+      ),
+    )
+    if (committed) break
+    idTime += 1000
+    backupId = backupIdOf(idTime)
+  }
+
+  const result: BackupResult = {
+    backup_id: backupId,
+    manifest: manifestLocation(repo, backupId),
+    parent_backup_id: parent?.backupId ?? null,
+    backup_type: parent === undefined ? "full" : "incremental",
+    files_total: counters.filesTotal,
+    bytes_total: counters.bytesTotal,
+    files_reused: counters.filesReused,
+    files_read: counters.filesRead,
+    bytes_read: counters.bytesRead,
+    blocks_uploaded: counters.blocksUploaded,
+    bytes_uploaded: counters.bytesUploaded,
+    blocks_deduplicated: counters.blocksDeduplicated,
+    meta_keys: metaKeys,
+    meta_revision: snapshot.revision,
+    duration_ms: now() - startedAt,
+  }
+  return result
+})
+
+/** Where a manifest is, in a form `restore --from` accepts (a path for fs repositories). */
+export const manifestLocation = (repo: Repository, backupId: string): string => {
+  const key = manifestKey(backupId)
+  return repo.location.startsWith("fs://") ? `${repo.location.slice("fs://".length)}/${key}` : `${repo.location}/${key}`
+}
+
+export { BlobStoreError }

@@ -1,0 +1,193 @@
+/**
+ * Pages: a backup's file list and meta snapshot, split into pages that are
+ * stored as content-addressed blocks.
+ *
+ * Pages are cut at content-defined boundaries: after an entry whose key hashes
+ * (FNV-1a, 32 bit) to a value with its low PAGE_CUT_BITS bits zero, or when a
+ * page reaches PAGE_MAX_ENTRIES entries or PAGE_MAX_BYTES encoded bytes. An
+ * unchanged run of files therefore produces the same pages, and the same
+ * blocks, in every backup: unchanged pages are deduplicated like file data.
+ * Readers load one page at a time, so memory does not grow with the cluster.
+ */
+import { create } from "@bufbuild/protobuf"
+import { Effect, Stream } from "effect"
+import type { BlobStoreError } from "./BlobStore.ts"
+import { sha256Hex } from "./Hash.ts"
+import {
+  type BackupFile,
+  decodeFilePage,
+  decodeMetaPage,
+  encodeFilePage,
+  encodeMetaPage,
+  ManifestError,
+  type PageRef,
+  PageRefSchema,
+} from "./Manifest.ts"
+import type { MetaEntry } from "./MetaStore.ts"
+import { displayKey } from "./MetaStore.ts"
+import { getBlock, hasBlock, type IntegrityError, putBlock, type Repository } from "./Repository.ts"
+
+export const PAGE_CUT_BITS = 10
+export const PAGE_MAX_ENTRIES = 8192
+export const PAGE_MAX_BYTES = 4 * 1024 * 1024
+
+const fnv1a = (bytes: Uint8Array): number => {
+  let h = 0x811c9dc5
+  for (let i = 0; i < bytes.length; i++) {
+    h ^= bytes[i]
+    h = Math.imul(h, 0x01000193) >>> 0
+  }
+  return h
+}
+
+const cutMask = (1 << PAGE_CUT_BITS) - 1
+const encoder = new TextEncoder()
+
+/** Counters of page blocks written by a PageWriter. */
+export interface PageStats {
+  pagesUploaded: number
+  pageBytesUploaded: number
+}
+
+/** Stores one encoded page as a block (skipping it when it already exists). */
+const storePage = Effect.fnUntraced(function* (
+  repo: Repository,
+  bytes: Uint8Array,
+  entryCount: number,
+  first: string,
+  stats: PageStats,
+) {
+  const id = yield* sha256Hex(bytes)
+  if (!(yield* hasBlock(repo, id))) {
+    if (yield* putBlock(repo, id, bytes)) {
+      stats.pagesUploaded++
+      stats.pageBytesUploaded += bytes.length
+    }
+  }
+  return create(PageRefSchema, { blockId: id, blockSize: BigInt(bytes.length), entryCount, first })
+})
+
+/** Accumulates entries in order and stores a page at each cut. */
+const makePageWriter = <A>(
+  repo: Repository,
+  keyOf: (a: A) => Uint8Array,
+  sizeOf: (a: A) => number,
+  firstOf: (a: A) => string,
+  encode: (entries: ReadonlyArray<A>) => Uint8Array,
+) => {
+  const pages: Array<PageRef> = []
+  const stats: PageStats = { pagesUploaded: 0, pageBytesUploaded: 0 }
+  let current: Array<A> = []
+  let currentBytes = 0
+  const flush = Effect.suspend(() => {
+    if (current.length === 0) return Effect.void
+    const entries = current
+    current = []
+    currentBytes = 0
+    return storePage(repo, encode(entries), entries.length, firstOf(entries[0]), stats).pipe(
+      Effect.map((ref) => {
+        pages.push(ref)
+      }),
+    )
+  })
+  const add = (entry: A): Effect.Effect<void, BlobStoreError> =>
+    Effect.suspend(() => {
+      current.push(entry)
+      currentBytes += sizeOf(entry)
+      const cut =
+        (fnv1a(keyOf(entry)) & cutMask) === 0 || current.length >= PAGE_MAX_ENTRIES || currentBytes >= PAGE_MAX_BYTES
+      return cut ? flush : Effect.void
+    })
+  return { add, finish: flush.pipe(Effect.map(() => pages)), stats }
+}
+
+const fileRecordSize = (file: BackupFile) => file.path.length + 48 + file.blocks.length * 80
+
+export const makeFilePageWriter = (repo: Repository) =>
+  makePageWriter<BackupFile>(
+    repo,
+    (f) => encoder.encode(f.path),
+    fileRecordSize,
+    (f) => f.path,
+    encodeFilePage,
+  )
+
+export const makeMetaPageWriter = (repo: Repository) =>
+  makePageWriter<MetaEntry>(
+    repo,
+    (e) => e.key,
+    (e) => e.key.length + e.value.length + 8,
+    (e) => displayKey(e.key),
+    encodeMetaPage,
+  )
+
+/** Loads and decodes one file page (re-hashed on read). */
+export const readFilePage = (repo: Repository, ref: PageRef) =>
+  getBlock(repo, ref.blockId, Number(ref.blockSize)).pipe(
+    Effect.flatMap((bytes) => {
+      const page = decodeFilePage(bytes, `${repo.location}/data/${ref.blockId}`)
+      return page instanceof ManifestError ? Effect.fail(page) : Effect.succeed(page.files)
+    }),
+  )
+
+/** Every file record of a backup, in path order, one page in memory at a time. */
+export const streamFiles = (
+  repo: Repository,
+  pages: ReadonlyArray<PageRef>,
+): Stream.Stream<BackupFile, BlobStoreError | IntegrityError | ManifestError> =>
+  Stream.fromIterable(pages).pipe(
+    Stream.mapEffect((ref) => readFilePage(repo, ref)),
+    Stream.flatMap((files) => Stream.fromIterable(files)),
+  )
+
+/** Every meta entry of a backup, in key order, one page in memory at a time. */
+export const streamMetaEntries = (
+  repo: Repository,
+  pages: ReadonlyArray<PageRef>,
+): Stream.Stream<MetaEntry, BlobStoreError | IntegrityError | ManifestError> =>
+  Stream.fromIterable(pages).pipe(
+    Stream.mapEffect((ref) =>
+      getBlock(repo, ref.blockId, Number(ref.blockSize)).pipe(
+        Effect.flatMap((bytes) => {
+          const page = decodeMetaPage(bytes, `${repo.location}/data/${ref.blockId}`)
+          return page instanceof ManifestError ? Effect.fail(page) : Effect.succeed(page.entries)
+        }),
+      ),
+    ),
+    Stream.flatMap((entries) => Stream.fromIterable(entries.map((e) => ({ key: e.key, value: e.value })))),
+  )
+
+/**
+ * A forward-only cursor over a parent backup's file records, used to match
+ * the (sorted) listing of the source against the parent without loading the
+ * parent's whole file list.
+ */
+export const makeParentCursor = (repo: Repository, pages: ReadonlyArray<PageRef>) => {
+  let pageIndex = 0
+  let files: ReadonlyArray<BackupFile> = []
+  let fileIndex = 0
+  /** The parent's record of `path`; calls must come in ascending path order. */
+  const find = (path: string): Effect.Effect<BackupFile | undefined, BlobStoreError | IntegrityError | ManifestError> =>
+    Effect.gen(function* () {
+      while (true) {
+        while (fileIndex < files.length) {
+          const candidate = files[fileIndex]
+          const c = comparePaths(candidate.path, path)
+          if (c === 0) return candidate
+          if (c > 0) return undefined
+          fileIndex++
+        }
+        // Skip whole pages whose successor starts at or before `path`.
+        while (pageIndex + 1 < pages.length && comparePaths(pages[pageIndex + 1].first, path) <= 0) pageIndex++
+        if (pageIndex >= pages.length) return undefined
+        files = yield* readFilePage(repo, pages[pageIndex])
+        fileIndex = 0
+        pageIndex++
+      }
+    })
+  return { find }
+}
+
+/** Bytewise (UTF-8) order of paths: the order of listings and file pages. */
+export const comparePaths = (a: string, b: string): number =>
+  a === b ? 0 : Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"))

@@ -1,0 +1,146 @@
+/**
+ * Registry: the one explicit list of drivers, and how repository URLs and
+ * cluster files become opened stores.
+ *
+ * Repository URLs: a plain path or `fs:///abs/path` (local directory), or
+ * `memory://<name>` (in-process, for tests and library users). Cloud schemes
+ * (`s3://`, `gs://`, `azblob://`) are recognised and reported as not yet
+ * available in this version.
+ */
+import { resolve } from "node:path"
+import { fileURLToPath } from "node:url"
+import { Effect, Schema } from "effect"
+import type { BlobStore } from "./BlobStore.ts"
+import type { Cluster } from "./Backup.ts"
+import type { ClusterConfig } from "./ClusterConfig.ts"
+import { makeFsBlobStore } from "./drivers/FsBlobStore.ts"
+import { makeLocalMetaStore } from "./drivers/LocalMetaStore.ts"
+import { makeMemoryBlobStore } from "./drivers/MemoryBlobStore.ts"
+import { MANIFEST_PREFIX, MANIFEST_SUFFIX, openRepository } from "./Repository.ts"
+
+/** A repository URL or manifest reference that cannot be used. */
+export class LocationError extends Schema.TaggedError<LocationError>()("LocationError", {
+  input: Schema.String,
+  detail: Schema.String,
+  fix: Schema.String,
+}) {
+  override get message(): string {
+    return `'${this.input}': ${this.detail}`
+  }
+}
+
+interface RepositoryDriver {
+  readonly name: string
+  readonly schemes: ReadonlyArray<string>
+  readonly open: (url: URL, input: string, create: boolean) => Effect.Effect<BlobStore, unknown>
+}
+
+const memoryStores = new Map<string, BlobStore>()
+
+/** The in-process memory store named `name` (created on first use). */
+export const memoryStore = (name: string): BlobStore => {
+  let store = memoryStores.get(name)
+  if (store === undefined) {
+    store = makeMemoryBlobStore({ name })
+    memoryStores.set(name, store)
+  }
+  return store
+}
+
+const plannedSchemes: Record<string, string> = {
+  "s3:": "Amazon S3 and S3-compatible storage",
+  "gs:": "Google Cloud Storage",
+  "azblob:": "Azure Blob Storage",
+}
+
+/** The repository drivers, by scheme. A duplicate scheme is a bug. */
+export const repositoryDrivers: ReadonlyArray<RepositoryDriver> = [
+  {
+    name: "fs",
+    schemes: ["fs:"],
+    open: (url, input, create) => {
+      if (url.host !== "" && url.host !== "localhost") {
+        return Effect.fail(
+          new LocationError({
+            input,
+            detail: "an fs:// URL must name an absolute path (fs:///path, three slashes)",
+            fix: `write fs:///${url.host}${url.pathname} or a plain path`,
+          }),
+        )
+      }
+      return makeFsBlobStore(fileURLToPath(`file://${url.pathname}`), { create })
+    },
+  },
+  {
+    name: "memory",
+    schemes: ["memory:"],
+    open: (url) => Effect.succeed(memoryStore(url.host + url.pathname)),
+  },
+]
+
+const URL_LIKE = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//
+
+/** The BlobStore a repository URL (or plain path) names. */
+export const openRepositoryStore = (input: string, options: { readonly create?: boolean } = {}) =>
+  Effect.gen(function* () {
+    const create = options.create === true
+    if (!URL_LIKE.test(input)) {
+      if (input.trim() === "") {
+        return yield* new LocationError({ input, detail: "the repository location is empty", fix: "give a path or URL, e.g. ./backups or fs:///var/backups/prod" })
+      }
+      return yield* makeFsBlobStore(resolve(input), { create })
+    }
+    let url: URL
+    try {
+      url = new URL(input)
+    } catch {
+      return yield* new LocationError({ input, detail: "not a valid URL", fix: "use fs:///abs/path or a plain path" })
+    }
+    const driver = repositoryDrivers.find((d) => d.schemes.includes(url.protocol))
+    if (driver !== undefined) return yield* driver.open(url, input, create)
+    const planned = plannedSchemes[url.protocol]
+    if (planned !== undefined) {
+      return yield* new LocationError({
+        input,
+        detail: `${planned} repositories (${url.protocol}//) are not available in this version of bendsave`,
+        fix: "use a local path or fs:///path repository for now",
+      })
+    }
+    const known = repositoryDrivers.flatMap((d) => d.schemes.map((s) => `${s}//`)).join(", ")
+    return yield* new LocationError({
+      input,
+      detail: `unknown repository scheme '${url.protocol.slice(0, -1)}'`,
+      fix: `use a plain path or one of: ${known}`,
+    })
+  })
+
+/** Opens (and with `create`, initialises) the repository at a URL or path. */
+export const openRepositoryAt = (input: string, options: { readonly create?: boolean } = {}) =>
+  Effect.flatMap(openRepositoryStore(input, options), (store) => openRepository(store, options))
+
+/**
+ * Splits a `restore --from` argument: a manifest URL/path
+ * (`<repo>/manifests/<id>.manifest`) gives the repository and the backup id;
+ * anything else is a repository (backup id undefined).
+ */
+export const parseBackupReference = (input: string): { readonly repository: string; readonly backupId?: string } => {
+  const trimmed = input.replace(/\/+$/, "")
+  const marker = `/${MANIFEST_PREFIX}`
+  const at = trimmed.lastIndexOf(marker)
+  if (trimmed.endsWith(MANIFEST_SUFFIX) && at >= 0) {
+    const name = trimmed.slice(at + marker.length, -MANIFEST_SUFFIX.length)
+    if (!name.includes("/")) return { repository: trimmed.slice(0, at) || "/", backupId: name }
+  }
+  if (trimmed.endsWith(MANIFEST_SUFFIX) && trimmed.startsWith(MANIFEST_PREFIX)) {
+    return { repository: ".", backupId: trimmed.slice(MANIFEST_PREFIX.length, -MANIFEST_SUFFIX.length) }
+  }
+  return { repository: input }
+}
+
+/** Opens the meta service and storage of a cluster file. */
+export const openCluster = (config: ClusterConfig, options: { readonly create?: boolean } = {}) =>
+  Effect.gen(function* () {
+    const meta = yield* makeLocalMetaStore(config.meta.path, { create: options.create, prefix: config.meta.prefix })
+    const storage = yield* makeFsBlobStore(config.storage.dataPath, { create: options.create })
+    return { name: config.name, meta, storage } satisfies Cluster
+  })

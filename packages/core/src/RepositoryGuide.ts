@@ -1,0 +1,25 @@
+/** The `bendsave.md` guide written into every repository for humans who find it. */
+export const REPOSITORY_GUIDE = `# bendsave repository
+
+This location holds backups made by bendsave (format v1). Do not edit, move or
+delete anything here by hand: use the bendsave commands below.
+
+## What is here
+
+| path | what it is |
+| --- | --- |
+| \`config.json\` | repository format version, minimum reader version, feature flags, block size |
+| \`bendsave.md\` | this guide |
+| \`manifests/<YYYYMMDD_HHMMSS>.manifest\` | one protobuf \`BackupManifest\` per backup, named by its UTC time; a backup exists exactly when its manifest exists |
+| \`data/<sha256>\` | content-addressed blocks: file data cut into 8 MiB blocks, and the pages of each backup's file list and meta snapshot; each named by the SHA-256 of its bytes |
+
+The full format (enough to write a reader) is docs/repository-format.md in the
+bendsave source.
+
+## How to use it
+
+    bendsave list <this repository>
+    bendsave verify <this repository> --read-data=10
+    bendsave restore --from <this repository>/manifests/<id>.manifest --to cluster.toml            # dry run: prints the plan
+    bendsave restore --from <this repository>/manifests/<id>.manifest --to cluster.toml --confirm  # restores
+`

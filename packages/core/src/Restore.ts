@@ -1,0 +1,271 @@
+/**
+ * Restore: puts a backup into a cluster (the one it came from or a new one).
+ *
+ * 1. Check the backup: every file path is safe (relative, no '..', stays
+ *    inside the target root) and every block it needs is in the repository
+ *    with the right size. Nothing is written before this passes.
+ * 2. Plan: files to write (missing or different), files already identical
+ *    (re-hashed in the target, skipped), extra files to delete, and the meta
+ *    diff. Without `confirm` the plan is the result and nothing changes.
+ * 3. With `confirm`: write each file from re-hashed blocks via the storage
+ *    driver's atomic put (temp + rename: no half-written file is ever
+ *    visible), delete the extra files, then replace the meta keyspace last.
+ */
+import { Effect, Schema, Stream } from "effect"
+import type { BlobStore, ObjectInfo } from "./BlobStore.ts"
+import { BlobStoreError } from "./BlobStore.ts"
+import type { Cluster } from "./Backup.ts"
+import { RESERVED_STORAGE_PREFIX } from "./Backup.ts"
+import { sha256Hex } from "./Hash.ts"
+import { type BackupFile, type BackupManifest, ManifestError, unsafePathProblem } from "./Manifest.ts"
+import type { MetaDiff } from "./MetaStore.ts"
+import { comparePaths, streamFiles, streamMetaEntries } from "./Pages.ts"
+import { BLOCK_SIZE, blockKey, getBlock, IntegrityError, type Repository } from "./Repository.ts"
+
+export interface RestoreProgress {
+  readonly phase: "check" | "plan" | "files" | "delete" | "meta"
+  readonly filesDone: number
+  readonly bytesDone: number
+  readonly filesTotal?: number
+  readonly bytesTotal?: number
+}
+
+export interface RestoreOptions {
+  /** Apply the plan; without it nothing is changed. */
+  readonly confirm?: boolean
+  readonly onProgress?: (progress: RestoreProgress) => void
+  /** Files written at once (default 4). */
+  readonly fileConcurrency?: number
+}
+
+export interface RestorePlan {
+  readonly backup_id: string
+  readonly dry_run: boolean
+  readonly files_total: number
+  readonly bytes_total: number
+  readonly files_to_write: number
+  readonly bytes_to_write: number
+  readonly files_identical: number
+  readonly files_to_delete: number
+  readonly sample_write: ReadonlyArray<string>
+  readonly sample_delete: ReadonlyArray<string>
+  readonly meta: MetaDiff
+}
+
+export interface RestoreResult extends RestorePlan {
+  readonly files_written: number
+  readonly bytes_written: number
+  readonly files_deleted: number
+  readonly duration_ms: number
+}
+
+/** A restore that cannot go ahead; nothing was changed. */
+export class RestoreError extends Schema.TaggedError<RestoreError>()("RestoreError", {
+  reason: Schema.Literals(["UnsafePath", "TargetProblem"]),
+  detail: Schema.String,
+  fix: Schema.String,
+}) {
+  override get message(): string {
+    return this.detail
+  }
+}
+
+const SAMPLE = 5
+
+/** Whether the target already holds exactly `file` (same size and same block hashes). */
+const isIdentical = Effect.fnUntraced(function* (storage: BlobStore, file: BackupFile, existing: ObjectInfo | undefined) {
+  if (existing === undefined || existing.size !== Number(file.size)) return false
+  for (let i = 0; i < file.blocks.length; i++) {
+    const block = file.blocks[i]
+    const bytes = yield* storage.getRange(file.path, i * BLOCK_SIZE, Number(block.blockSize))
+    if (bytes.length !== Number(block.blockSize) || (yield* sha256Hex(bytes)) !== block.blockId) return false
+  }
+  return true
+})
+
+/** Restores (or, without `confirm`, plans restoring) `manifest` from `repo` into `target`. */
+export const restore = Effect.fn("Restore.run")(function* (
+  repo: Repository,
+  manifest: BackupManifest,
+  target: Cluster,
+  options: RestoreOptions = {},
+) {
+  const startedAt = Date.now()
+  const report = options.onProgress ?? (() => {})
+  const backupId = manifest.backupMeta?.backupId ?? ""
+  const filePages = manifest.storage?.pages ?? []
+  const metaPages = manifest.metasrv?.pages ?? []
+  const files = () => streamFiles(repo, filePages)
+
+  // 1. Check: safe paths, every block present with the right size.
+  report({ phase: "check", filesDone: 0, bytesDone: 0 })
+  const checked = new Set<string>()
+  let filesTotal = 0
+  let bytesTotal = 0
+  let previousPath: string | undefined
+  yield* files().pipe(
+    Stream.runForEach((file) =>
+      Effect.gen(function* () {
+        const problem = unsafePathProblem(file.path)
+        if (problem !== undefined || file.path.startsWith(RESERVED_STORAGE_PREFIX)) {
+          return yield* new RestoreError({
+            reason: "UnsafePath",
+            detail: `backup ${backupId} lists the file '${file.path}': ${problem ?? "it is inside bendsave's reserved prefix"}; refusing to restore it`,
+            fix: "the manifest is damaged or was crafted; nothing was written. Restore another backup (`bendsave list`) and run `bendsave verify`",
+          })
+        }
+        if (previousPath !== undefined && comparePaths(previousPath, file.path) >= 0) {
+          return yield* new ManifestError({
+            reason: "Corrupt",
+            source: backupId,
+            detail: `file list is not in path order at '${file.path}'`,
+            fix: "the manifest is damaged; restore another backup",
+          })
+        }
+        previousPath = file.path
+        filesTotal++
+        bytesTotal += Number(file.size)
+        let sum = 0
+        const missing: Array<{ id: string; size: number }> = []
+        for (const block of file.blocks) {
+          sum += Number(block.blockSize)
+          if (!checked.has(block.blockId)) missing.push({ id: block.blockId, size: Number(block.blockSize) })
+        }
+        if (sum !== Number(file.size)) {
+          return yield* new ManifestError({
+            reason: "Corrupt",
+            source: backupId,
+            detail: `file '${file.path}' has blocks adding up to ${sum} bytes, not its size ${file.size}`,
+            fix: "the manifest is damaged; restore another backup",
+          })
+        }
+        yield* Effect.forEach(
+          missing,
+          (block) =>
+            repo.store.head(blockKey(block.id)).pipe(
+              Effect.catchIf(
+                (e: BlobStoreError) => e.reason === "NotFound",
+                () =>
+                  Effect.fail(
+                    new IntegrityError({
+                      reason: "Missing",
+                      blockId: block.id,
+                      location: repo.location,
+                      detail: `block of '${file.path}' is missing from the repository; nothing was written`,
+                      fix: "run `bendsave verify` on the repository; restore another backup",
+                    }),
+                  ),
+              ),
+              Effect.flatMap((info) =>
+                info.size === block.size
+                  ? Effect.sync(() => checked.add(block.id))
+                  : Effect.fail(
+                      new IntegrityError({
+                        reason: "SizeMismatch",
+                        blockId: block.id,
+                        location: repo.location,
+                        detail: `block of '${file.path}' has ${info.size} bytes, the manifest says ${block.size}; nothing was written`,
+                        fix: "run `bendsave verify --read-data`; restore another backup",
+                      }),
+                    ),
+              ),
+            ),
+          { concurrency: 16, discard: true },
+        )
+      }),
+    ),
+  )
+
+  // 2. Plan (and, with confirm, write) file by file.
+  report({ phase: "plan", filesDone: 0, bytesDone: 0, filesTotal, bytesTotal })
+  const confirm = options.confirm === true
+  const existing = new Map<string, ObjectInfo>()
+  // The target listing, merged against the backup's file list in path order.
+  const targetListing = target.storage.list("").pipe(Stream.filter((i) => !i.key.startsWith(RESERVED_STORAGE_PREFIX)))
+  const counters = { write: 0, writeBytes: 0, identical: 0, written: 0, writtenBytes: 0, done: 0, doneBytes: 0 }
+  const sampleWrite: Array<string> = []
+
+  const writeFile = (file: BackupFile) =>
+    target.storage.put(
+      file.path,
+      Stream.fromIterable(file.blocks).pipe(
+        Stream.mapEffect((block) => getBlock(repo, block.blockId, Number(block.blockSize)), { concurrency: 3 }),
+        // put's body carries BlobStoreError only; integrity errors travel as their cause.
+        Stream.mapError((e) =>
+          e instanceof BlobStoreError
+            ? e
+            : new BlobStoreError({
+                reason: "Unknown",
+                driver: repo.store.driver,
+                operation: "restore",
+                key: file.path,
+                detail: e.message,
+                cause: e,
+              }),
+        ),
+      ),
+    )
+
+  const handle = Effect.fnUntraced(function* (file: BackupFile) {
+    const info = existing.get(file.path)
+    existing.delete(file.path)
+    if (yield* isIdentical(target.storage, file, info)) {
+      counters.identical++
+    } else {
+      counters.write++
+      counters.writeBytes += Number(file.size)
+      if (sampleWrite.length < SAMPLE) sampleWrite.push(file.path)
+      if (confirm) {
+        yield* writeFile(file).pipe(
+          Effect.catchIf(
+            (e: BlobStoreError) => e.cause instanceof IntegrityError || e.cause instanceof ManifestError,
+            (e) => Effect.fail(e.cause as IntegrityError | ManifestError),
+          ),
+        )
+        counters.written++
+        counters.writtenBytes += Number(file.size)
+      }
+    }
+    counters.done++
+    counters.doneBytes += Number(file.size)
+    report({ phase: "files", filesDone: counters.done, bytesDone: counters.doneBytes, filesTotal, bytesTotal })
+  })
+
+  // Existing target files are listed first (one pass), so a plan knows which to delete.
+  // Only paths are kept beyond their file: memory grows with the target's file count.
+  yield* targetListing.pipe(Stream.runForEach((info) => Effect.sync(() => existing.set(info.key, info))))
+  yield* files().pipe(Stream.mapEffect(handle, { concurrency: options.fileConcurrency ?? 4 }), Stream.runDrain)
+  const toDelete = [...existing.keys()].sort(comparePaths)
+
+  // 3. Deletes, then meta last.
+  let deleted = 0
+  if (confirm && toDelete.length > 0) {
+    report({ phase: "delete", filesDone: counters.done, bytesDone: counters.doneBytes, filesTotal, bytesTotal })
+    for (let i = 0; i < toDelete.length; i += 1000) {
+      const batch = toDelete.slice(i, i + 1000)
+      yield* target.storage.deleteMany(batch)
+      deleted += batch.length
+    }
+  }
+  report({ phase: "meta", filesDone: counters.done, bytesDone: counters.doneBytes, filesTotal, bytesTotal })
+  const metaDiff = yield* target.meta.replace(streamMetaEntries(repo, metaPages), { dryRun: !confirm })
+
+  const result: RestoreResult = {
+    backup_id: backupId,
+    dry_run: !confirm,
+    files_total: filesTotal,
+    bytes_total: bytesTotal,
+    files_to_write: counters.write,
+    bytes_to_write: counters.writeBytes,
+    files_identical: counters.identical,
+    files_to_delete: toDelete.length,
+    sample_write: sampleWrite,
+    sample_delete: toDelete.slice(0, SAMPLE),
+    meta: metaDiff,
+    files_written: counters.written,
+    bytes_written: counters.writtenBytes,
+    files_deleted: deleted,
+    duration_ms: Date.now() - startedAt,
+  }
+  return result
+})
