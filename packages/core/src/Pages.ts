@@ -85,9 +85,8 @@ const makePageWriter = <A>(
     current = []
     currentBytes = 0
     return storePage(repo, encode(entries), entries.length, firstOf(entries[0]), stats).pipe(
-      Effect.map((ref) => {
-        pages.push(ref)
-      }),
+      Effect.tap((ref) => Effect.sync(() => pages.push(ref))),
+      Effect.asVoid,
     )
   })
   const add = (entry: A): Effect.Effect<void, BlobStoreError> =>
