@@ -1,0 +1,607 @@
+/**
+ * FsBlobStore: a BlobStore over a local directory (driver "fs").
+ *
+ * # Layout
+ * A key maps to the file `<root>/<segment>/.../<segment>`. Because a file and
+ * a directory cannot share a path, this driver cannot hold both `a` and `a/x`;
+ * a put that would need that fails with reason `InvalidKey`.
+ *
+ * # Writes
+ * A put streams the body into a temp file `.<basename>.tmp-<16 hex>` in the
+ * target's directory, fsyncs it and then renames it over the target (or, for
+ * `ifNotExists`, hard-links it to the target, which fails with EEXIST if the
+ * target exists: an atomic create-only write), and finally fsyncs the
+ * directory. The temp file is removed whatever happens. Readers therefore see
+ * the previous file or the whole new one. Create-only puts need a file system
+ * with hard links.
+ *
+ * # Listing
+ * `list` walks the tree lazily, one directory at a time, ordering each
+ * directory's entries by the UTF-8 bytes of `name` (files) or `name + "/"`
+ * (directories), which yields keys in ascending bytewise order. Temp files
+ * are skipped, and a key whose last segment looks like a temp name is
+ * rejected with `InvalidKey` so no object can hide behind that rule.
+ *
+ * # Symlinks
+ * Symbolic links are not objects: `list` skips them (and never descends into
+ * linked directories), `head` reports them as missing and reads open the
+ * final path component with O_NOFOLLOW. Keys are validated and resolved
+ * against the root, so a key can never name a path outside it.
+ *
+ * Only `node:fs` is used, so the driver runs on Node, Bun and Deno.
+ */
+import { Buffer } from "node:buffer"
+import { randomBytes } from "node:crypto"
+import type { BigIntStats, Dirent } from "node:fs"
+import { constants as fsConstants } from "node:fs"
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+import type { Array as Arr } from "effect"
+import { Effect, Option, Predicate, Stream } from "effect"
+import type { BlobStore, BlobStoreErrorReason, Body, Capabilities, ObjectInfo, PutOptions } from "../BlobStore.ts"
+import { BlobStoreError, keyProblem } from "../BlobStore.ts"
+
+const driver = "fs"
+
+const capabilities: Capabilities = {
+  conditionalPut: true,
+  rangeRead: true,
+  batchDelete: false,
+  serverSideCopy: true,
+  maxObjectSize: Number.MAX_SAFE_INTEGER,
+}
+
+/** Size of the chunks `getStream` reads. */
+const streamChunkSize = 1024 * 1024
+/** How many keys `list` stats and emits at a time. */
+const listBatchSize = 256
+/** How many deletes `deleteMany` runs at once. */
+const deleteConcurrency = 16
+/** How often a write re-creates its directory when a concurrent delete pruned it. */
+const missingDirRetries = 3
+
+const tempNamePattern = /^\..*\.tmp-[0-9a-f]{16}$/
+const tempName = (basename: string): string => `.${basename}.tmp-${randomBytes(8).toString("hex")}`
+
+// ---------------------------------------------------------------------------
+// Error classification
+// ---------------------------------------------------------------------------
+
+/** What `classifyError` needs to know about the failed call. */
+export interface ErrorContext {
+  readonly operation: string
+  readonly key?: string | undefined
+  /**
+   * "write" when the failing call created or replaced the key's file: a path
+   * that is (or runs through) the wrong kind of file is then a key conflict
+   * (`InvalidKey`) rather than a missing object (`NotFound`). Default "read".
+   */
+  readonly access?: "read" | "write" | undefined
+}
+
+const errnoCode = (cause: unknown): string | undefined =>
+  Predicate.hasProperty(cause, "code") && Predicate.isString(cause.code) ? cause.code : undefined
+
+/** Maps a failure of a `node:fs` call to a BlobStoreError; the one place errno codes become reasons. */
+export const classifyError = (cause: unknown, context: ErrorContext): BlobStoreError => {
+  if (cause instanceof BlobStoreError) return cause
+  const code = errnoCode(cause)
+  const osMessage = cause instanceof Error ? cause.message : String(cause)
+  const fail = (reason: BlobStoreErrorReason, detail: string) =>
+    new BlobStoreError({
+      reason,
+      driver,
+      operation: context.operation,
+      key: context.key,
+      detail: `${detail} (${osMessage})`,
+      cause,
+    })
+  switch (code) {
+    case "ENOENT":
+      return fail("NotFound", "no such object or directory")
+    case "EEXIST":
+      return fail("AlreadyExists", "the object already exists")
+    case "EACCES":
+    case "EPERM":
+      return fail("PermissionDenied", "the operating system denied access")
+    case "EROFS":
+      return fail("PermissionDenied", "the file system is read-only")
+    case "ENOSPC":
+      return fail("Unknown", "no space left on device")
+    case "EDQUOT":
+      return fail("Unknown", "disk quota exceeded")
+    case "EMFILE":
+    case "ENFILE":
+    case "EAGAIN":
+    case "EBUSY":
+      return fail("Unavailable", "the file system is temporarily busy or out of file descriptors")
+    case "ENOTDIR":
+    case "EISDIR":
+    case "ELOOP":
+      return context.access === "write"
+        ? fail("InvalidKey", "the key conflicts with an existing object or directory (the fs driver cannot store both 'a' and 'a/...')")
+        : fail("NotFound", "no such object")
+    case "ENAMETOOLONG":
+      return fail("InvalidKey", "a key segment is too long for the file system")
+    case "ENOTSUP":
+    case "EOPNOTSUPP":
+      return fail("Unsupported", "the file system does not support this operation (create-only puts need hard links)")
+    default:
+      return fail("Unknown", code === undefined ? "unexpected failure" : `unexpected error ${code}`)
+  }
+}
+
+const attempt = <A>(context: ErrorContext, run: () => Promise<A>): Effect.Effect<A, BlobStoreError> =>
+  Effect.tryPromise({ try: run, catch: (cause) => classifyError(cause, context) })
+
+const invalidKey = (operation: string, key: string, detail: string) =>
+  new BlobStoreError({ reason: "InvalidKey", driver, operation, key, detail })
+
+const notFound = (operation: string, key: string) =>
+  new BlobStoreError({ reason: "NotFound", driver, operation, key, detail: "no such object" })
+
+// ---------------------------------------------------------------------------
+// Plain file-system steps (promises; wrapped in Effect by the store methods)
+// ---------------------------------------------------------------------------
+
+const objectInfo = (key: string, stats: BigIntStats): ObjectInfo => ({
+  key,
+  size: Number(stats.size),
+  etag: `${stats.ino.toString(16)}-${stats.size.toString(16)}-${stats.mtimeNs.toString(16)}`,
+  lastModified: Number(stats.mtimeMs),
+})
+
+/** fsync a directory so entries created or renamed in it survive a crash; a no-op where directories cannot be synced. */
+const syncDirectory = async (dir: string): Promise<void> => {
+  let handle: fs.FileHandle | undefined
+  try {
+    handle = await fs.open(dir, "r")
+    await handle.sync()
+  } catch (cause) {
+    const code = errnoCode(cause)
+    if (code !== "EINVAL" && code !== "EISDIR" && code !== "EPERM") throw cause
+  } finally {
+    await handle?.close()
+  }
+}
+
+/**
+ * `mkdir -p`, then fsync the parents of every directory it created. A file
+ * in the way is reported as ENOTDIR (mkdir says EEXIST when it is `dir` itself).
+ */
+const makeDirectories = async (dir: string): Promise<void> => {
+  const firstCreated = await fs.mkdir(dir, { recursive: true }).catch((cause: unknown) => {
+    if (errnoCode(cause) !== "EEXIST") throw cause
+    throw Object.assign(new Error(`${dir} exists and is not a directory`), { code: "ENOTDIR", cause })
+  })
+  if (firstCreated === undefined) return
+  let current = dir
+  while (current !== firstCreated) {
+    current = path.dirname(current)
+    await syncDirectory(current)
+  }
+  await syncDirectory(path.dirname(firstCreated))
+}
+
+/** Runs `step`, re-creating `dir` and retrying when it fails with ENOENT (a concurrent delete pruned `dir`). */
+const inDirectory = async <A>(dir: string, step: () => Promise<A>): Promise<A> => {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await step()
+    } catch (cause) {
+      if (errnoCode(cause) !== "ENOENT" || attempt >= missingDirRetries) throw cause
+      await makeDirectories(dir)
+    }
+  }
+}
+
+const removeQuietly = (file: string): Effect.Effect<void> => Effect.promise(() => fs.rm(file, { force: true }).catch(() => undefined))
+
+const closeQuietly = (handle: fs.FileHandle): Effect.Effect<void> => Effect.promise(() => handle.close().catch(() => undefined))
+
+/** Reads into `target` from `position` until it is full or the file ends; returns the bytes read. */
+const readFully = async (handle: fs.FileHandle, target: Uint8Array, position: number): Promise<number> => {
+  let filled = 0
+  while (filled < target.length) {
+    const { bytesRead } = await handle.read(target, filled, target.length - filled, position + filled)
+    if (bytesRead === 0) break
+    filled += bytesRead
+  }
+  return filled
+}
+
+const writeFully = async (handle: fs.FileHandle, bytes: Uint8Array): Promise<void> => {
+  let written = 0
+  while (written < bytes.length) {
+    const { bytesWritten } = await handle.write(bytes, written, bytes.length - written)
+    written += bytesWritten
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Listing
+// ---------------------------------------------------------------------------
+
+interface DirEntry {
+  readonly name: string
+  readonly isDirectory: boolean
+  readonly sortKey: Buffer
+}
+
+interface DirFrame {
+  /** Key prefix of the directory's entries ("" for the root, else ending in "/"). */
+  readonly keyPrefix: string
+  readonly entries: ReadonlyArray<DirEntry>
+  index: number
+}
+
+/** One directory's entries that can start a key with `namePrefix`, in bytewise key order; undefined if it is gone. */
+const readSortedDirectory = async (root: string, keyPrefix: string, namePrefix: string): Promise<DirFrame | undefined> => {
+  let dirents: Array<Dirent>
+  try {
+    dirents = await fs.readdir(path.join(root, keyPrefix), { withFileTypes: true })
+  } catch (cause) {
+    const code = errnoCode(cause)
+    if (code === "ENOENT" || code === "ENOTDIR") return undefined
+    throw cause
+  }
+  const entries: Array<DirEntry> = []
+  for (const dirent of dirents) {
+    const name = dirent.name
+    if (!name.startsWith(namePrefix) || keyProblem(name) !== undefined) continue
+    // Symlinks, sockets, FIFOs and devices are not objects: skipped.
+    if (dirent.isDirectory()) {
+      entries.push({ name, isDirectory: true, sortKey: Buffer.from(`${name}/`) })
+    } else if (dirent.isFile() && !tempNamePattern.test(name)) {
+      entries.push({ name, isDirectory: false, sortKey: Buffer.from(name) })
+    }
+  }
+  entries.sort((a, b) => Buffer.compare(a.sortKey, b.sortKey))
+  return { keyPrefix, entries, index: 0 }
+}
+
+/** Stats a batch of listed keys; keys deleted (or replaced by non-files) since the directory was read are dropped. */
+const statKeys = async (root: string, keys: ReadonlyArray<string>): Promise<Array<ObjectInfo>> => {
+  const infos = await Promise.all(
+    keys.map((key) =>
+      fs.lstat(path.join(root, key), { bigint: true }).then(
+        (stats) => (stats.isFile() ? objectInfo(key, stats) : undefined),
+        (cause) => {
+          const code = errnoCode(cause)
+          if (code === "ENOENT" || code === "ENOTDIR") return undefined
+          throw cause
+        },
+      ),
+    ),
+  )
+  return infos.filter(Predicate.isNotUndefined)
+}
+
+/**
+ * Depth-first walk yielding non-empty batches of keys starting with `prefix`
+ * in ascending bytewise order. Memory holds one directory listing per level of
+ * the current path, never the whole tree.
+ */
+async function* walkKeys(root: string, prefix: string): AsyncGenerator<Arr.NonEmptyReadonlyArray<ObjectInfo>> {
+  const cut = prefix.lastIndexOf("/") + 1
+  const startPrefix = prefix.slice(0, cut)
+  // A prefix whose directory part breaks the key rules matches no valid key.
+  if (startPrefix !== "" && keyProblem(startPrefix.slice(0, -1)) !== undefined) return
+  const start = await readSortedDirectory(root, startPrefix, prefix.slice(cut))
+  if (start === undefined) return
+  const stack: Array<DirFrame> = [start]
+  let pending: Array<string> = []
+  const flush = async () => {
+    const infos = await statKeys(root, pending)
+    pending = []
+    return infos
+  }
+  while (stack.length > 0) {
+    const frame = stack[stack.length - 1]
+    if (frame.index >= frame.entries.length) {
+      stack.pop()
+      continue
+    }
+    const entry = frame.entries[frame.index++]
+    const key = frame.keyPrefix + entry.name
+    if (entry.isDirectory) {
+      const child = await readSortedDirectory(root, `${key}/`, "")
+      if (child !== undefined) stack.push(child)
+      continue
+    }
+    pending.push(key)
+    if (pending.length >= listBatchSize) {
+      const infos = await flush()
+      if (infos.length > 0) yield infos as Arr.NonEmptyArray<ObjectInfo>
+    }
+  }
+  const infos = await flush()
+  if (infos.length > 0) yield infos as Arr.NonEmptyArray<ObjectInfo>
+}
+
+// ---------------------------------------------------------------------------
+// The store
+// ---------------------------------------------------------------------------
+
+/** Opens a BlobStore over the directory `root`; with `create: true` the directory is created if missing. */
+export const makeFsBlobStore = Effect.fnUntraced(function* (
+  root: string,
+  options?: { readonly create?: boolean },
+): Effect.fn.Return<BlobStore, BlobStoreError> {
+  const rootDir = path.resolve(root)
+  const rootWithSep = rootDir.endsWith(path.sep) ? rootDir : rootDir + path.sep
+  if (options?.create === true) {
+    // A file in the way is reported below as "not a directory".
+    yield* attempt({ operation: "open", access: "write" }, () => makeDirectories(rootDir)).pipe(
+      Effect.catchIf(
+        (error) => error.reason === "InvalidKey",
+        () => Effect.void,
+      ),
+    )
+  }
+  const rootStats = yield* attempt({ operation: "open" }, () => fs.stat(rootDir)).pipe(
+    Effect.mapError((error) =>
+      error.reason === "NotFound"
+        ? new BlobStoreError({
+            reason: "NotFound",
+            driver,
+            operation: "open",
+            detail: `the directory ${rootDir} does not exist; create it (mkdir -p '${rootDir}') or open the store with { create: true }`,
+            cause: error.cause,
+          })
+        : error,
+    ),
+  )
+  if (!rootStats.isDirectory()) {
+    return yield* new BlobStoreError({
+      reason: "InvalidConfig",
+      driver,
+      operation: "open",
+      detail: `${rootDir} is not a directory`,
+    })
+  }
+
+  /** Validates `key` and returns its absolute path, which is always inside the root. */
+  const resolveKey = (operation: string, key: string): Effect.Effect<string, BlobStoreError> => {
+    const problem = keyProblem(key)
+    if (problem !== undefined) return Effect.fail(invalidKey(operation, key, problem))
+    const segments = key.split("/")
+    if (tempNamePattern.test(segments[segments.length - 1])) {
+      return Effect.fail(invalidKey(operation, key, "the last segment looks like a temp file of the fs driver"))
+    }
+    const file = path.resolve(rootDir, ...segments)
+    if (!file.startsWith(rootWithSep)) {
+      return Effect.fail(invalidKey(operation, key, "the key resolves to a path outside the store's root"))
+    }
+    return Effect.succeed(file)
+  }
+
+  /** Opens the object for reading, with its size; missing, directory or symlink -> NotFound. */
+  const openObject = Effect.fnUntraced(function* (operation: string, key: string) {
+    const file = yield* resolveKey(operation, key)
+    const handle = yield* attempt({ operation, key }, () => fs.open(file, fsConstants.O_RDONLY | (fsConstants.O_NOFOLLOW ?? 0)))
+    const stats = yield* attempt({ operation, key }, () => handle.stat({ bigint: true })).pipe(Effect.tapError(() => closeQuietly(handle)))
+    if (!stats.isFile()) {
+      yield* closeQuietly(handle)
+      return yield* notFound(operation, key)
+    }
+    return { handle, size: Number(stats.size) }
+  })
+
+  const withObject = <A>(
+    operation: string,
+    key: string,
+    use: (handle: fs.FileHandle, size: number) => Effect.Effect<A, BlobStoreError>,
+  ): Effect.Effect<A, BlobStoreError> =>
+    Effect.acquireUseRelease(
+      openObject(operation, key),
+      ({ handle, size }) => use(handle, size),
+      ({ handle }) => closeQuietly(handle),
+    )
+
+  const get = (key: string) =>
+    withObject("get", key, (handle, size) =>
+      attempt({ operation: "get", key }, async () => {
+        const bytes = new Uint8Array(size)
+        const read = await readFully(handle, bytes, 0)
+        return read === size ? bytes : bytes.slice(0, read)
+      }),
+    )
+
+  const getRange = (key: string, offset: number, length: number) =>
+    withObject("getRange", key, (handle, size) => {
+      if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+        return Effect.fail(
+          new BlobStoreError({
+            reason: "RangeNotSatisfiable",
+            driver,
+            operation: "getRange",
+            key,
+            detail: `offset and length must be non-negative integers (got ${offset}, ${length})`,
+          }),
+        )
+      }
+      if (offset > size) {
+        return Effect.fail(
+          new BlobStoreError({
+            reason: "RangeNotSatisfiable",
+            driver,
+            operation: "getRange",
+            key,
+            detail: `offset ${offset} is past the end of the object (size ${size})`,
+          }),
+        )
+      }
+      return attempt({ operation: "getRange", key }, async () => {
+        const bytes = new Uint8Array(Math.min(length, size - offset))
+        const read = await readFully(handle, bytes, offset)
+        return read === bytes.length ? bytes : bytes.slice(0, read)
+      })
+    })
+
+  const getStream = (key: string): Stream.Stream<Uint8Array, BlobStoreError> =>
+    Stream.unwrap(
+      Effect.gen(function* () {
+        const { handle, size } = yield* Effect.acquireRelease(openObject("getStream", key), ({ handle }) => closeQuietly(handle))
+        return Stream.paginate(0, (position: number) =>
+          attempt({ operation: "getStream", key }, async () => {
+            const chunk = new Uint8Array(Math.min(streamChunkSize, size - position))
+            const read = await readFully(handle, chunk, position)
+            const end = position + read
+            const next = read > 0 && end < size ? Option.some(end) : Option.none<number>()
+            return [read === 0 ? [] : [read === chunk.length ? chunk : chunk.slice(0, read)], next] as const
+          }),
+        )
+      }),
+    )
+
+  /** Streams `body` into a new exclusive temp file in `dir`, fsyncs it and returns its stats. */
+  const writeTemp = (key: string, dir: string, temp: string, body: Body) =>
+    Effect.acquireUseRelease(
+      attempt({ operation: "put", key, access: "write" }, () => inDirectory(dir, () => fs.open(temp, "wx"))),
+      (handle) =>
+        Effect.gen(function* () {
+          if (body instanceof Uint8Array) {
+            yield* attempt({ operation: "put", key }, () => writeFully(handle, body))
+          } else {
+            yield* Stream.runForEach(body, (chunk) => attempt({ operation: "put", key }, () => writeFully(handle, chunk)))
+          }
+          return yield* attempt({ operation: "put", key }, async () => {
+            await handle.sync()
+            return handle.stat({ bigint: true })
+          })
+        }),
+      closeQuietly,
+    )
+
+  /** Moves a finished temp file to `file`: rename (replace) or link + unlink (create-only). */
+  const commit = (operation: string, key: string, temp: string, file: string, ifNotExists: boolean) =>
+    attempt({ operation, key, access: "write" }, async () => {
+      if (!ifNotExists) return fs.rename(temp, file)
+      try {
+        await fs.link(temp, file)
+      } catch (cause) {
+        // EEXIST also means "a directory is in the way", which is a key conflict.
+        if (
+          errnoCode(cause) === "EEXIST" &&
+          (await fs.lstat(file).then(
+            (s) => s.isDirectory(),
+            () => false,
+          ))
+        ) {
+          throw invalidKey(operation, key, "a directory of other keys is in the way (the fs driver cannot store both 'a' and 'a/...')")
+        }
+        throw cause
+      }
+      await fs.unlink(temp)
+    }).pipe(Effect.andThen(attempt({ operation, key }, () => syncDirectory(path.dirname(file)))))
+
+  const put = (key: string, body: Body, options?: PutOptions): Effect.Effect<ObjectInfo, BlobStoreError> =>
+    Effect.gen(function* () {
+      const file = yield* resolveKey("put", key)
+      const dir = path.dirname(file)
+      const temp = path.join(dir, tempName(path.basename(file)))
+      return yield* Effect.gen(function* () {
+        yield* attempt({ operation: "put", key, access: "write" }, () => makeDirectories(dir))
+        const stats = yield* writeTemp(key, dir, temp, body)
+        yield* commit("put", key, temp, file, options?.ifNotExists === true)
+        return objectInfo(key, stats)
+      }).pipe(Effect.ensuring(removeQuietly(temp)))
+    })
+
+  const head = (key: string) =>
+    Effect.gen(function* () {
+      const file = yield* resolveKey("head", key)
+      const stats = yield* attempt({ operation: "head", key }, () => fs.lstat(file, { bigint: true }))
+      if (!stats.isFile()) return yield* notFound("head", key)
+      return objectInfo(key, stats)
+    })
+
+  const list = (prefix: string): Stream.Stream<ObjectInfo, BlobStoreError> =>
+    Stream.suspend(() => Stream.fromAsyncIterable(walkKeys(rootDir, prefix), (cause) => classifyError(cause, { operation: "list" }))).pipe(
+      Stream.flattenArray,
+    )
+
+  /** Removes now-empty directories from `dir` up to (not including) the root; best effort. */
+  const pruneDirectories = async (dir: string): Promise<void> => {
+    for (let current = dir; current.startsWith(rootWithSep); current = path.dirname(current)) {
+      try {
+        await fs.rmdir(current)
+      } catch {
+        return
+      }
+    }
+  }
+
+  const deleteFile = (key: string, file: string) =>
+    attempt({ operation: "delete", key }, async () => {
+      try {
+        await fs.unlink(file)
+      } catch (cause) {
+        const code = errnoCode(cause)
+        if (code === "ENOENT" || code === "ENOTDIR" || code === "EISDIR") return
+        // macOS reports unlink() of a directory as EPERM.
+        if (
+          code === "EPERM" &&
+          (await fs.lstat(file).then(
+            (s) => s.isDirectory(),
+            () => false,
+          ))
+        )
+          return
+        throw cause
+      }
+      await pruneDirectories(path.dirname(file))
+    })
+
+  const remove = (key: string) => Effect.flatMap(resolveKey("delete", key), (file) => deleteFile(key, file))
+
+  const deleteMany = (keys: ReadonlyArray<string>) =>
+    Effect.gen(function* () {
+      const files = yield* Effect.forEach(keys, (key) => resolveKey("deleteMany", key))
+      yield* Effect.forEach(keys, (key, i) => deleteFile(key, files[i]), {
+        concurrency: deleteConcurrency,
+        discard: true,
+      })
+    })
+
+  const copy = (from: string, to: string) =>
+    Effect.gen(function* () {
+      const source = yield* resolveKey("copy", from)
+      const file = yield* resolveKey("copy", to)
+      const sourceStats = yield* attempt({ operation: "copy", key: from }, () => fs.lstat(source))
+      if (!sourceStats.isFile()) return yield* notFound("copy", from)
+      const dir = path.dirname(file)
+      const temp = path.join(dir, tempName(path.basename(file)))
+      return yield* Effect.gen(function* () {
+        yield* attempt({ operation: "copy", key: to, access: "write" }, () => makeDirectories(dir))
+        yield* attempt({ operation: "copy", key: from }, () => inDirectory(dir, () => fs.copyFile(source, temp, fsConstants.COPYFILE_EXCL)))
+        const stats = yield* attempt({ operation: "copy", key: to }, async () => {
+          const handle = await fs.open(temp, "r+")
+          try {
+            await handle.sync()
+            return await handle.stat({ bigint: true })
+          } finally {
+            await handle.close()
+          }
+        })
+        yield* commit("copy", to, temp, file, false)
+        return objectInfo(to, stats)
+      }).pipe(Effect.ensuring(removeQuietly(temp)))
+    })
+
+  return {
+    driver,
+    location: `fs://${rootDir}`,
+    capabilities,
+    get,
+    getRange,
+    getStream,
+    put,
+    head,
+    list,
+    delete: remove,
+    deleteMany,
+    copy,
+  } satisfies BlobStore
+})

@@ -1,0 +1,2 @@
+export * from "./BlobStoreConformance.ts"
+export * from "./MetaStoreConformance.ts"
