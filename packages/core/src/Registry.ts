@@ -10,13 +10,13 @@
 import { resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { Effect, Schema } from "effect"
-import type { BlobStore } from "./BlobStore.ts"
+import type { BlobStore, BlobStoreError } from "./BlobStore.ts"
 import type { Cluster } from "./Backup.ts"
-import type { ClusterConfig } from "./ClusterConfig.ts"
+import { type ClusterConfig, ClusterConfigError } from "./ClusterConfig.ts"
 import { makeFsBlobStore } from "./drivers/FsBlobStore.ts"
 import { makeLocalMetaStore } from "./drivers/LocalMetaStore.ts"
 import { makeMemoryBlobStore } from "./drivers/MemoryBlobStore.ts"
-import { MANIFEST_PREFIX, MANIFEST_SUFFIX, openRepository } from "./Repository.ts"
+import { MANIFEST_PREFIX, MANIFEST_SUFFIX, openRepository, RepositoryError } from "./Repository.ts"
 
 /** A repository URL or manifest reference that cannot be used. */
 export class LocationError extends Schema.TaggedError<LocationError>()("LocationError", {
@@ -32,7 +32,7 @@ export class LocationError extends Schema.TaggedError<LocationError>()("Location
 interface RepositoryDriver {
   readonly name: string
   readonly schemes: ReadonlyArray<string>
-  readonly open: (url: URL, input: string, create: boolean) => Effect.Effect<BlobStore, unknown>
+  readonly open: (url: URL, input: string, create: boolean) => Effect.Effect<BlobStore, BlobStoreError | LocationError>
 }
 
 const memoryStores = new Map<string, BlobStore>()
@@ -116,7 +116,21 @@ export const openRepositoryStore = (input: string, options: { readonly create?: 
 
 /** Opens (and with `create`, initialises) the repository at a URL or path. */
 export const openRepositoryAt = (input: string, options: { readonly create?: boolean } = {}) =>
-  Effect.flatMap(openRepositoryStore(input, options), (store) => openRepository(store, options))
+  openRepositoryStore(input, options).pipe(
+    Effect.catchIf(
+      (e): e is BlobStoreError => e._tag === "BlobStoreError" && e.reason === "NotFound",
+      () =>
+        Effect.fail(
+          new RepositoryError({
+            reason: "NotARepository",
+            location: input,
+            detail: "there is no bendsave repository here (the location does not exist)",
+            fix: "check the repository path or URL; `bendsave backup --to <repo>` creates a repository on first use",
+          }),
+        ),
+    ),
+    Effect.flatMap((store) => openRepository(store, options)),
+  )
 
 /**
  * Splits a `restore --from` argument: a manifest URL/path
@@ -137,10 +151,31 @@ export const parseBackupReference = (input: string): { readonly repository: stri
   return { repository: input }
 }
 
-/** Opens the meta service and storage of a cluster file. */
+const missingDirectory = (config: ClusterConfig, key: string, dir: string) =>
+  new ClusterConfigError({
+    file: config.file,
+    key,
+    detail: `the directory ${dir} does not exist`,
+    fix: `create it (mkdir -p '${dir}') or correct \`${key.split(".").pop()}\` in the cluster file; \`bendsave restore --confirm\` and \`bendsave meta import\` create a new cluster's directories`,
+  })
+
+/**
+ * Opens the meta service and storage of a cluster file. Without `create`, a
+ * missing meta or storage directory is a ClusterConfigError naming the key.
+ */
 export const openCluster = (config: ClusterConfig, options: { readonly create?: boolean } = {}) =>
   Effect.gen(function* () {
-    const meta = yield* makeLocalMetaStore(config.meta.path, { create: options.create, prefix: config.meta.prefix })
-    const storage = yield* makeFsBlobStore(config.storage.dataPath, { create: options.create })
+    const meta = yield* makeLocalMetaStore(config.meta.path, { create: options.create, prefix: config.meta.prefix }).pipe(
+      Effect.catchIf(
+        (e) => e.reason === "NotFound",
+        () => Effect.fail(missingDirectory(config, "meta.path", config.meta.path)),
+      ),
+    )
+    const storage = yield* makeFsBlobStore(config.storage.dataPath, { create: options.create }).pipe(
+      Effect.catchIf(
+        (e) => e.reason === "NotFound",
+        () => Effect.fail(missingDirectory(config, "storage.fs.data_path", config.storage.dataPath)),
+      ),
+    )
     return { name: config.name, meta, storage } satisfies Cluster
   })
