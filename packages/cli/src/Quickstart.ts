@@ -21,7 +21,10 @@ import {
   type Cluster,
   type MetaEntry,
 } from "@bendsave/core"
-import { Console, Effect, Schema, Stream } from "effect"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import { formatBytes, table } from "./Render.ts"
 import { describeMutation, describeSample, generateSampleCluster, mutateSampleCluster } from "./SampleCluster.ts"
 

@@ -5,7 +5,7 @@
  * stderr is a terminal and `--json` is off; pipes and JSON consumers get one
  * clean result and nothing else.
  */
-import { Predicate } from "effect"
+import * as Predicate from "effect/Predicate"
 
 export const formatBytes = (n: number): string => {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"]

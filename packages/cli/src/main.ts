@@ -12,6 +12,7 @@ import {
   formatMetaLine,
   listBackups,
   loadClusterConfig,
+  makeFsBlobStore,
   makeLocalMetaStore,
   makeMemoryBlobStore,
   MetaLinesError,
@@ -30,8 +31,13 @@ import {
   type ClusterConfig,
   type MetaEntry,
 } from "@bendsave/core"
-import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Console, Effect, Option, Schema, Stream } from "effect"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as NodeServices from "@effect/platform-node/NodeServices"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import { Argument, Command, Flag } from "effect/cli"
 import { quickstart } from "./Quickstart.ts"
 import { describeError, formatBytes, makeProgressBar, table } from "./Render.ts"
@@ -155,19 +161,32 @@ const listCommand = Command.make(
 
 // restore ----------------------------------------------------------------------------------------
 
-/** A cluster that does not exist yet looks empty to a dry run (nothing is created). */
+/**
+ * The restore target. With --confirm, missing directories are created; in a
+ * dry run, a meta or storage directory that does not exist yet looks empty
+ * (and nothing is created).
+ */
 const openRestoreTarget = (config: ClusterConfig, confirm: boolean) =>
-  openCluster(config, { create: confirm }).pipe(
-    Effect.catchIf(
-      (e) => !confirm && e.reason === "NotFound",
-      () =>
-        Effect.gen(function* () {
-          const dir = yield* Effect.promise(() => mkdtemp(join(tmpdir(), "bendsave-dry-run-")))
-          const meta = yield* makeLocalMetaStore(dir, { prefix: config.meta.prefix })
-          return { name: config.name, meta, storage: makeMemoryBlobStore({ name: "empty-target" }) } satisfies Cluster
-        }),
-    ),
-  )
+  Effect.gen(function* () {
+    if (confirm) return yield* openCluster(config, { create: true })
+    const meta = yield* makeLocalMetaStore(config.meta.path, { prefix: config.meta.prefix }).pipe(
+      Effect.catchIf(
+        (e) => e.reason === "NotFound",
+        () =>
+          Effect.flatMap(
+            Effect.promise(() => mkdtemp(join(tmpdir(), "bendsave-dry-run-"))),
+            (dir) => makeLocalMetaStore(dir, { prefix: config.meta.prefix }),
+          ),
+      ),
+    )
+    const storage = yield* makeFsBlobStore(config.storage.dataPath).pipe(
+      Effect.catchIf(
+        (e) => e.reason === "NotFound",
+        () => Effect.succeed(makeMemoryBlobStore({ name: "empty-target" })),
+      ),
+    )
+    return { name: config.name, meta, storage } satisfies Cluster
+  })
 
 const restoreCommand = Command.make(
   "restore",

@@ -27,8 +27,9 @@
  *   each key once; objects put before the listing started are included.
  * - `delete` of a missing key succeeds (deletes are idempotent).
  */
-import type { Effect, Stream } from "effect"
-import { Schema } from "effect"
+import type * as Effect from "effect/Effect"
+import type * as Stream from "effect/Stream"
+import * as Schema from "effect/Schema"
 
 /** Why a storage operation failed. */
 export const BlobStoreErrorReason = Schema.Literals([

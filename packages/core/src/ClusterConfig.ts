@@ -19,7 +19,9 @@
  */
 import { readFile } from "node:fs/promises"
 import { basename, dirname, extname, isAbsolute, resolve } from "node:path"
-import { Effect, Schema, SchemaIssue } from "effect"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import * as SchemaIssue from "effect/SchemaIssue"
 import { parse as parseToml, TomlError } from "smol-toml"
 
 export class ClusterConfigError extends Schema.TaggedError<ClusterConfigError>()("ClusterConfigError", {

@@ -4,7 +4,7 @@
  * pool (hashing of several blocks proceeds in parallel with reads and
  * uploads) and which Bun and Deno provide as well.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 
 const hex = (buffer: ArrayBuffer): string => Buffer.from(buffer).toString("hex")
 

@@ -3,7 +3,7 @@
  * (read from the manifests only; no block is read).
  */
 import { timestampMs } from "@bufbuild/protobuf/wkt"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { type BackupManifest, BackupType, backupIdTime } from "./Manifest.ts"
 import { listBackupIds, readManifest, type Repository } from "./Repository.ts"
 

@@ -8,7 +8,7 @@
  * rewrites a newer manifest does not drop what it does not understand.
  */
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf"
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import {
   type BackupFile,
   BackupFileSchema,

@@ -12,7 +12,7 @@
  * are used when the bytes are not valid UTF-8. Keys are relative to the
  * cluster's meta prefix.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import type { MetaEntry } from "./MetaStore.ts"
 
 const utf8 = new TextDecoder("utf-8", { fatal: true })

@@ -18,8 +18,9 @@
  *   its current value equals `expected` (undefined: the key must be absent).
  * - A failed write leaves the keyspace as it was before the call.
  */
-import type { Effect, Stream } from "effect"
-import { Schema } from "effect"
+import type * as Effect from "effect/Effect"
+import type * as Stream from "effect/Stream"
+import * as Schema from "effect/Schema"
 
 export const MetaStoreErrorReason = Schema.Literals([
   "NotFound",

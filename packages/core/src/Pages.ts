@@ -10,7 +10,8 @@
  * Readers load one page at a time, so memory does not grow with the cluster.
  */
 import { create } from "@bufbuild/protobuf"
-import { Effect, Stream } from "effect"
+import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
 import type { BlobStoreError } from "./BlobStore.ts"
 import { sha256Hex } from "./Hash.ts"
 import {

@@ -9,7 +9,8 @@
  */
 import { resolve } from "node:path"
 import { fileURLToPath } from "node:url"
-import { Effect, Schema } from "effect"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
 import type { BlobStore, BlobStoreError } from "./BlobStore.ts"
 import type { Cluster } from "./Backup.ts"
 import { type ClusterConfig, ClusterConfigError } from "./ClusterConfig.ts"

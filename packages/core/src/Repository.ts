@@ -13,7 +13,9 @@
  * bytes, so a block that exists is never uploaded again, and every read is
  * re-hashed before its bytes are trusted.
  */
-import { Effect, Schema, Stream } from "effect"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import type { BlobStore } from "./BlobStore.ts"
 import { BlobStoreError } from "./BlobStore.ts"
 import { type BackupManifest, BACKUP_ID_PATTERN, decodeManifest, encodeManifest, ManifestError } from "./Manifest.ts"

@@ -11,7 +11,9 @@
  *    driver's atomic put (temp + rename: no half-written file is ever
  *    visible), delete the extra files, then replace the meta keyspace last.
  */
-import { Effect, Schema, Stream } from "effect"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import type { BlobStore, ObjectInfo } from "./BlobStore.ts"
 import { BlobStoreError } from "./BlobStore.ts"
 import type { Cluster } from "./Backup.ts"

@@ -10,7 +10,8 @@
  * Problems are collected, not thrown: the result lists each one with the
  * backup and file it affects.
  */
-import { Effect, Stream } from "effect"
+import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
 import { BlobStoreError } from "./BlobStore.ts"
 import { ManifestError, unsafePathProblem } from "./Manifest.ts"
 import { comparePaths, readFilePage, streamMetaEntries } from "./Pages.ts"

@@ -8,7 +8,10 @@
  * never share memory with stored content. For tests and tools, not for data
  * that must survive the process.
  */
-import { Clock, Effect, Option, Stream } from "effect"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
 import type { BlobStore, Body, Capabilities, ObjectInfo, PutOptions } from "../BlobStore.ts"
 import { BlobStoreError, keyProblem } from "../BlobStore.ts"
 

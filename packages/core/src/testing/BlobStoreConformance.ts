@@ -14,7 +14,9 @@
  * Tests use `it.live`: real I/O must not run on the TestClock.
  */
 import { afterAll, assert, describe, it } from "@effect/vitest"
-import { Effect, Result, Stream } from "effect"
+import * as Effect from "effect/Effect"
+import * as Result from "effect/Result"
+import * as Stream from "effect/Stream"
 import type { BlobStore, BlobStoreErrorReason, Capabilities } from "../BlobStore.ts"
 import { BlobStoreError } from "../BlobStore.ts"
 
