@@ -13,6 +13,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
+import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import type { BlobStore, ObjectInfo } from "./BlobStore.ts"
 import { BlobStoreError } from "./BlobStore.ts"
@@ -36,8 +37,10 @@ export interface RestoreOptions {
   /** Apply the plan; without it nothing is changed. */
   readonly confirm?: boolean
   readonly onProgress?: (progress: RestoreProgress) => void
-  /** Files written at once (default 4). */
+  /** Files written at once (default 16; large files are further limited by `byteBudget`). */
   readonly fileConcurrency?: number
+  /** Bytes of block data in flight at once (default 128 MiB). */
+  readonly byteBudget?: number
 }
 
 export interface RestorePlan {
@@ -187,11 +190,22 @@ export const restore = Effect.fn("Restore.run")(function* (
   const counters = { write: 0, writeBytes: 0, identical: 0, written: 0, writtenBytes: 0, done: 0, doneBytes: 0 }
   const sampleWrite: Array<string> = []
 
+  // Each file in flight holds permits for the blocks it may buffer (up to BLOCKS_AHEAD of them).
+  const PERMIT_BYTES = 64 * 1024
+  const BLOCKS_AHEAD = 3
+  const budget = Math.max(
+    Math.ceil((options.byteBudget ?? 128 * 1024 * 1024) / PERMIT_BYTES),
+    (BLOCKS_AHEAD * BLOCK_SIZE) / PERMIT_BYTES,
+  )
+  const semaphore = yield* Semaphore.make(budget)
+  const permitsFor = (file: BackupFile) => Math.max(1, Math.ceil(Math.min(Number(file.size), BLOCKS_AHEAD * BLOCK_SIZE) / PERMIT_BYTES))
+
   const writeFile = (file: BackupFile) =>
     target.storage.put(
       file.path,
       Stream.fromIterable(file.blocks).pipe(
-        Stream.mapEffect((block) => getBlock(repo, block.blockId, Number(block.blockSize)), { concurrency: 3 }),
+        Stream.mapEffect((block) => getBlock(repo, block.blockId, Number(block.blockSize)), { concurrency: BLOCKS_AHEAD - 1 }),
+        Stream.rechunk(1),
         // put's body carries BlobStoreError only; integrity errors travel as their cause.
         Stream.mapError((e) =>
           e instanceof BlobStoreError
@@ -219,6 +233,7 @@ export const restore = Effect.fn("Restore.run")(function* (
       if (sampleWrite.length < SAMPLE) sampleWrite.push(file.path)
       if (confirm) {
         yield* writeFile(file).pipe(
+          Semaphore.withPermits(semaphore, permitsFor(file)),
           Effect.catchIf(
             (e: BlobStoreError) => e.cause instanceof IntegrityError || e.cause instanceof ManifestError,
             (e) => Effect.fail(e.cause as IntegrityError | ManifestError),
@@ -236,7 +251,7 @@ export const restore = Effect.fn("Restore.run")(function* (
   // Existing target files are listed first (one pass), so a plan knows which to delete.
   // Only paths are kept beyond their file: memory grows with the target's file count.
   yield* targetListing.pipe(Stream.runForEach((info) => Effect.sync(() => existing.set(info.key, info))))
-  yield* files().pipe(Stream.mapEffect(handle, { concurrency: options.fileConcurrency ?? 4 }), Stream.runDrain)
+  yield* files().pipe(Stream.mapEffect(handle, { concurrency: options.fileConcurrency ?? 16 }), Stream.runDrain)
   const toDelete = [...existing.keys()].sort(comparePaths)
 
   // 3. Deletes, then meta last.
