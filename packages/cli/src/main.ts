@@ -3,11 +3,12 @@
  * @bendsave/core, render the result (text, or one JSON object with --json).
  * Commands hold no logic of their own.
  */
-import { mkdtemp, readFile, writeFile } from "node:fs/promises"
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import {
   backup,
+  checkBackup,
   type Cluster,
   formatMetaLine,
   listBackups,
@@ -38,7 +39,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
-import { Argument, Command, Flag } from "effect/cli"
+import { Argument, CliOutput, Command, Flag } from "effect/cli"
 import { quickstart } from "./Quickstart.ts"
 import { describeError, formatBytes, makeProgressBar, table } from "./Render.ts"
 
@@ -144,7 +145,7 @@ const listCommand = Command.make(
           ? `no backups in ${r.repository}`
           : table(
               ["BACKUP", "TYPE", "CLUSTER", "STARTED (UTC)", "FILES", "SIZE", "UPLOADED", "META KEYS", "REVISION"],
-              r.backups.map((b) => [
+              r.backups.map((b) => b.damaged !== undefined ? [b.backup_id, "DAMAGED", b.damaged] : [
                 b.backup_id,
                 b.backup_type,
                 b.cluster,
@@ -174,7 +175,10 @@ const openRestoreTarget = (config: ClusterConfig, confirm: boolean) =>
         (e) => e.reason === "NotFound",
         () =>
           Effect.flatMap(
-            Effect.promise(() => mkdtemp(join(tmpdir(), "bendsave-dry-run-"))),
+            Effect.acquireRelease(
+              Effect.promise(() => mkdtemp(join(tmpdir(), "bendsave-dry-run-"))),
+              (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true })),
+            ),
             (dir) => makeLocalMetaStore(dir, { prefix: config.meta.prefix }),
           ),
       ),
@@ -227,12 +231,15 @@ const restoreCommand = Command.make(
         }
         const manifest = yield* readManifest(repo, backupId)
         const config = yield* loadClusterConfig(to)
+        // Check the backup before the target's directories are created.
+        const checked = yield* checkBackup(repo, manifest)
         const target = yield* openRestoreTarget(config, confirm)
         return yield* restore(repo, manifest, target, {
+          checked,
           confirm,
           onProgress: bar.active ? (p) => bar.draw({ label: confirm ? "restore" : "plan", ...p }) : undefined,
         })
-      }).pipe(Effect.ensuring(Effect.sync(bar.clear))),
+      }).pipe(Effect.scoped, Effect.ensuring(Effect.sync(bar.clear))),
       (r) => {
         const lines = [
           r.dry_run
@@ -402,6 +409,22 @@ const quickstartCommand = Command.make(
 
 // ------------------------------------------------------------------------------------------------
 
+/**
+ * Usage errors (a missing flag, an unknown option) look like every other
+ * error: one `bendsave: error:` line with a fix on stderr, or a JSON error
+ * object with --json; the full help stays behind --help.
+ */
+const presenter = CliOutput.layerPresenter({
+  present: (event) => {
+    if (event._tag !== "InvalidInvocation") return CliOutput.defaultPresenter.present(event)
+    const message = event.errors.map((e) => e.message).join("; ")
+    const fix = `run \`${event.commandPath.join(" ")} --help\` to see the flags and arguments`
+    return process.argv.includes("--json")
+      ? Console.log(JSON.stringify({ error: { tag: "UsageError", message, fix } }))
+      : Effect.andThen(Console.error(`bendsave: error: ${message}`), Console.error(`  fix: ${fix}`))
+  },
+})
+
 const root = Command.make("bendsave").pipe(
   Command.withDescription("Disaster recovery for data clusters: backup, list, verify and restore"),
   Command.withSubcommands([backupCommand, listCommand, restoreCommand, verifyCommand, metaCommand, quickstartCommand]),
@@ -410,6 +433,7 @@ const root = Command.make("bendsave").pipe(
 root.pipe(
   Command.run({ version: TOOL_VERSION }),
   Effect.catchTag("Reported", () => Effect.sync(() => { process.exitCode = 1 })),
+  Effect.provide(presenter),
   Effect.provide(NodeServices.layer),
   NodeRuntime.runMain({ disableErrorReporting: false }),
 )

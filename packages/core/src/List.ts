@@ -21,6 +21,8 @@ export interface BackupSummary {
   readonly files_reused: number
   readonly bytes_uploaded: number
   readonly tool_version: string
+  /** Set when the manifest cannot be read: why (the other fields are then empty). */
+  readonly damaged?: string
 }
 
 export const summarize = (m: BackupManifest): BackupSummary => {
@@ -43,19 +45,50 @@ export const summarize = (m: BackupManifest): BackupSummary => {
   }
 }
 
-/** Every committed backup, oldest first. */
-export const listBackups = Effect.fn("List.run")(function* (repo: Repository) {
-  const ids = yield* listBackupIds(repo)
-  const manifests = yield* Effect.forEach(ids, (id) => readManifest(repo, id), { concurrency: 8 })
-  return manifests.map(summarize)
+const damagedSummary = (backupId: string, problem: string): BackupSummary => ({
+  backup_id: backupId,
+  backup_type: "full",
+  parent_backup_id: null,
+  cluster: "",
+  started_at: "",
+  completed_at: "",
+  files: 0,
+  bytes: 0,
+  meta_keys: 0,
+  meta_revision: 0,
+  files_reused: 0,
+  bytes_uploaded: 0,
+  tool_version: "",
+  damaged: problem,
 })
 
-/** The newest backup of `cluster` (by backup id), or undefined when there is none. */
+/** Every committed backup, oldest first; a manifest that cannot be read is listed as damaged, not fatal. */
+export const listBackups = Effect.fn("List.run")(function* (repo: Repository) {
+  const ids = yield* listBackupIds(repo)
+  return yield* Effect.forEach(
+    ids,
+    (id) =>
+      readManifest(repo, id).pipe(
+        Effect.map(summarize),
+        Effect.catchTag("ManifestError", (e) => Effect.succeed(damagedSummary(id, `${e.detail} (${e.fix})`))),
+      ),
+    { concurrency: 8 },
+  )
+})
+
+/**
+ * The newest readable backup of `cluster` (by backup id), or undefined when
+ * there is none. Damaged manifests are passed over (the next backup then
+ * reuses an older parent, or is full): one bad file must not stop backups.
+ */
 export const findLatestBackup = Effect.fn("List.findLatest")(function* (repo: Repository, cluster: string) {
   const ids = yield* listBackupIds(repo)
   for (let i = ids.length - 1; i >= 0; i--) {
-    const manifest = yield* readManifest(repo, ids[i])
-    if (manifest.backupMeta?.clusterName === cluster) {
+    const manifest = yield* readManifest(repo, ids[i]).pipe(
+      Effect.map((m): BackupManifest | undefined => m),
+      Effect.catchTag("ManifestError", () => Effect.succeed(undefined)),
+    )
+    if (manifest?.backupMeta?.clusterName === cluster) {
       return { backupId: ids[i], time: backupIdTime(ids[i]), manifest }
     }
   }

@@ -15,7 +15,7 @@
 import * as Schema from "effect/Schema"
 import type { MetaEntry } from "./MetaStore.ts"
 
-const utf8 = new TextDecoder("utf-8", { fatal: true })
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
 const encoder = new TextEncoder()
 
 const textOrBase64 = (bytes: Uint8Array, name: string): Record<string, string> => {

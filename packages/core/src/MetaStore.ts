@@ -103,7 +103,7 @@ export const compareBytes = (a: Uint8Array, b: Uint8Array): number => {
   return a.length - b.length
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true })
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
 
 /** A key for display: its UTF-8 text, or `base64:<...>` when it is not valid UTF-8. */
 export const displayKey = (key: Uint8Array): string => {

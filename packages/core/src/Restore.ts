@@ -41,6 +41,8 @@ export interface RestoreOptions {
   readonly fileConcurrency?: number
   /** Bytes of block data in flight at once (default 128 MiB). */
   readonly byteBudget?: number
+  /** The result of `checkBackup` for this manifest, when the caller already checked it. */
+  readonly checked?: CheckedBackup
 }
 
 export interface RestorePlan {
@@ -88,22 +90,15 @@ const isIdentical = Effect.fnUntraced(function* (storage: BlobStore, file: Backu
   return true
 })
 
-/** Restores (or, without `confirm`, plans restoring) `manifest` from `repo` into `target`. */
-export const restore = Effect.fn("Restore.run")(function* (
-  repo: Repository,
-  manifest: BackupManifest,
-  target: Cluster,
-  options: RestoreOptions = {},
-) {
-  const startedAt = Date.now()
-  const report = options.onProgress ?? (() => {})
+/**
+ * Checks that a backup can be restored before anything is written: every file
+ * path is safe (relative, no '..', outside the reserved prefix), the file list
+ * is in order with block sizes that add up, and every block it needs is in the
+ * repository with the recorded size (one HEAD per distinct block).
+ */
+export const checkBackup = Effect.fn("Restore.check")(function* (repo: Repository, manifest: BackupManifest) {
   const backupId = manifest.backupMeta?.backupId ?? ""
-  const filePages = manifest.storage?.pages ?? []
-  const metaPages = manifest.metasrv?.pages ?? []
-  const files = () => streamFiles(repo, filePages)
-
-  // 1. Check: safe paths, every block present with the right size.
-  report({ phase: "check", filesDone: 0, bytesDone: 0 })
+  const files = () => streamFiles(repo, manifest.storage?.pages ?? [])
   const checked = new Set<string>()
   let filesTotal = 0
   let bytesTotal = 0
@@ -181,13 +176,39 @@ export const restore = Effect.fn("Restore.run")(function* (
     ),
   )
 
+  return { filesTotal, bytesTotal } satisfies CheckedBackup
+})
+
+/** What `checkBackup` found; pass it to `restore` to skip checking again. */
+export interface CheckedBackup {
+  readonly filesTotal: number
+  readonly bytesTotal: number
+}
+
+/** Restores (or, without `confirm`, plans restoring) `manifest` from `repo` into `target`. */
+export const restore = Effect.fn("Restore.run")(function* (
+  repo: Repository,
+  manifest: BackupManifest,
+  target: Cluster,
+  options: RestoreOptions = {},
+) {
+  const startedAt = Date.now()
+  const report = options.onProgress ?? (() => {})
+  const backupId = manifest.backupMeta?.backupId ?? ""
+  const filePages = manifest.storage?.pages ?? []
+  const metaPages = manifest.metasrv?.pages ?? []
+  const files = () => streamFiles(repo, filePages)
+
+  // 1. Check: safe paths, every block present with the right size.
+  report({ phase: "check", filesDone: 0, bytesDone: 0 })
+  const { filesTotal, bytesTotal } = options.checked ?? (yield* checkBackup(repo, manifest))
+
   // 2. Plan (and, with confirm, write) file by file.
   report({ phase: "plan", filesDone: 0, bytesDone: 0, filesTotal, bytesTotal })
   const confirm = options.confirm === true
   const existing = new Map<string, ObjectInfo>()
-  // The target listing, merged against the backup's file list in path order.
   const targetListing = target.storage.list("").pipe(Stream.filter((i) => !i.key.startsWith(RESERVED_STORAGE_PREFIX)))
-  const counters = { write: 0, writeBytes: 0, identical: 0, written: 0, writtenBytes: 0, done: 0, doneBytes: 0 }
+  const counters = { write: 0, writeBytes: 0, identical: 0, written: 0, writtenBytes: 0 }
   const sampleWrite: Array<string> = []
 
   // Each file in flight holds permits for the blocks it may buffer (up to BLOCKS_AHEAD of them).
@@ -222,49 +243,56 @@ export const restore = Effect.fn("Restore.run")(function* (
       ),
     )
 
-  const handle = Effect.fnUntraced(function* (file: BackupFile) {
+  // Plan: which files differ from the target (re-hashing same-size target files) and which are extra.
+  // Memory: the target's listing and the paths to write are held (not file contents).
+  const toWrite = new Set<string>()
+  const plan = Effect.fnUntraced(function* (file: BackupFile) {
     const info = existing.get(file.path)
     existing.delete(file.path)
     if (yield* isIdentical(target.storage, file, info)) {
       counters.identical++
     } else {
+      toWrite.add(file.path)
       counters.write++
       counters.writeBytes += Number(file.size)
       if (sampleWrite.length < SAMPLE) sampleWrite.push(file.path)
-      if (confirm) {
-        yield* writeFile(file).pipe(
-          Semaphore.withPermits(semaphore, permitsFor(file)),
-          Effect.catchIf(
-            (e: BlobStoreError) => e.cause instanceof IntegrityError || e.cause instanceof ManifestError,
-            (e) => Effect.fail(e.cause as IntegrityError | ManifestError),
-          ),
-        )
-        counters.written++
-        counters.writtenBytes += Number(file.size)
-      }
     }
-    counters.done++
-    counters.doneBytes += Number(file.size)
-    report({ phase: "files", filesDone: counters.done, bytesDone: counters.doneBytes, filesTotal, bytesTotal })
   })
-
-  // Existing target files are listed first (one pass), so a plan knows which to delete.
-  // Only paths are kept beyond their file: memory grows with the target's file count.
   yield* targetListing.pipe(Stream.runForEach((info) => Effect.sync(() => existing.set(info.key, info))))
-  yield* files().pipe(Stream.mapEffect(handle, { concurrency: options.fileConcurrency ?? 16 }), Stream.runDrain)
+  yield* files().pipe(Stream.mapEffect(plan, { concurrency: 8 }), Stream.runDrain)
   const toDelete = [...existing.keys()].sort(comparePaths)
 
-  // 3. Deletes, then meta last.
+  // 3. Extra files go first (a path that was a file may now be a directory, or the reverse),
+  //    then the files are written, then the meta last.
   let deleted = 0
   if (confirm && toDelete.length > 0) {
-    report({ phase: "delete", filesDone: counters.done, bytesDone: counters.doneBytes, filesTotal, bytesTotal })
+    report({ phase: "delete", filesDone: 0, bytesDone: 0, filesTotal, bytesTotal })
     for (let i = 0; i < toDelete.length; i += 1000) {
       const batch = toDelete.slice(i, i + 1000)
       yield* target.storage.deleteMany(batch)
       deleted += batch.length
     }
   }
-  report({ phase: "meta", filesDone: counters.done, bytesDone: counters.doneBytes, filesTotal, bytesTotal })
+  const write = Effect.fnUntraced(function* (file: BackupFile) {
+    yield* writeFile(file).pipe(
+      Semaphore.withPermits(semaphore, permitsFor(file)),
+      Effect.catchIf(
+        (e: BlobStoreError) => e.cause instanceof IntegrityError || e.cause instanceof ManifestError,
+        (e) => Effect.fail(e.cause as IntegrityError | ManifestError),
+      ),
+    )
+    counters.written++
+    counters.writtenBytes += Number(file.size)
+    report({ phase: "files", filesDone: counters.written, bytesDone: counters.writtenBytes, filesTotal: counters.write, bytesTotal: counters.writeBytes })
+  })
+  if (confirm && toWrite.size > 0) {
+    yield* files().pipe(
+      Stream.filter((file) => toWrite.has(file.path)),
+      Stream.mapEffect(write, { concurrency: options.fileConcurrency ?? 16 }),
+      Stream.runDrain,
+    )
+  }
+  report({ phase: "meta", filesDone: counters.written, bytesDone: counters.writtenBytes, filesTotal, bytesTotal })
   const metaDiff = yield* target.meta.replace(streamMetaEntries(repo, metaPages), { dryRun: !confirm })
 
   const result: RestoreResult = {

@@ -239,10 +239,17 @@ interface DirFrame {
 }
 
 /** One directory's entries that can start a key with `namePrefix`, in bytewise key order; undefined if it is gone. */
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
+
+/**
+ * Reads one directory, sorted bytewise. A file or directory whose name cannot
+ * be a key (not UTF-8, a backslash, ...) fails the listing with InvalidKey
+ * naming it: silently leaving it out would make a backup incomplete.
+ */
 const readSortedDirectory = async (root: string, keyPrefix: string, namePrefix: string): Promise<DirFrame | undefined> => {
-  let dirents: Array<Dirent>
+  let dirents: Array<Dirent<Buffer>>
   try {
-    dirents = await fs.readdir(path.join(root, keyPrefix), { withFileTypes: true })
+    dirents = await fs.readdir(path.join(root, keyPrefix), { withFileTypes: true, encoding: "buffer" })
   } catch (cause) {
     const code = errnoCode(cause)
     if (code === "ENOENT" || code === "ENOTDIR") return undefined
@@ -250,14 +257,25 @@ const readSortedDirectory = async (root: string, keyPrefix: string, namePrefix: 
   }
   const entries: Array<DirEntry> = []
   for (const dirent of dirents) {
-    const name = dirent.name
-    if (!name.startsWith(namePrefix) || keyProblem(name) !== undefined) continue
-    // Symlinks, sockets, FIFOs and devices are not objects: skipped.
-    if (dirent.isDirectory()) {
-      entries.push({ name, isDirectory: true, sortKey: Buffer.from(`${name}/`) })
-    } else if (dirent.isFile() && !tempNamePattern.test(name)) {
-      entries.push({ name, isDirectory: false, sortKey: Buffer.from(name) })
+    let name: string
+    try {
+      name = strictUtf8.decode(dirent.name)
+    } catch {
+      throw invalidKey(
+        "list",
+        `${keyPrefix}${dirent.name.toString("latin1")}`,
+        `the name ${JSON.stringify(dirent.name.toString("latin1"))} in ${path.join(root, keyPrefix) || "."} is not valid UTF-8, so it cannot be listed or backed up; rename it`,
+      )
     }
+    if (!name.startsWith(namePrefix)) continue
+    // Symlinks, sockets, FIFOs and devices are not objects: skipped.
+    const isDirectory = dirent.isDirectory()
+    if (!isDirectory && (!dirent.isFile() || tempNamePattern.test(name))) continue
+    const problem = keyProblem(name)
+    if (problem !== undefined) {
+      throw invalidKey("list", `${keyPrefix}${name}`, `${problem}: it cannot be listed or backed up; rename it`)
+    }
+    entries.push({ name, isDirectory, sortKey: Buffer.from(isDirectory ? `${name}/` : name) })
   }
   entries.sort((a, b) => Buffer.compare(a.sortKey, b.sortKey))
   return { keyPrefix, entries, index: 0 }
