@@ -166,7 +166,7 @@ export const backup = Effect.fn("Backup.run")(function* (cluster: Cluster, repo:
   const semaphore = yield* Semaphore.make(budget)
   const known = new Set<string>()
   const cursor = makeParentCursor(repo, parent?.manifest.storage?.pages ?? [])
-  const fileWriter = makeFilePageWriter(repo)
+  const fileWriter = makeFilePageWriter(repo, cursor.samePage)
 
   const storeBlock = Effect.fnUntraced(function* (info: ObjectInfo, index: number) {
     const offset = index * BLOCK_SIZE
@@ -224,26 +224,50 @@ export const backup = Effect.fn("Backup.run")(function* (cluster: Cluster, repo:
     return makeBackupFile({ path: info.key, size: info.size, etag: info.etag, lastModified: info.lastModified, blocks })
   })
 
+  // Files go through in the listing's batches: matching against the parent is sequential
+  // (the cursor moves forward only), reading changed files is concurrent, and unchanged
+  // files cost no more than a comparison.
+  const fileConcurrency = options.fileConcurrency ?? 16
+  const processBatch = (batch: ReadonlyArray<{ info: ObjectInfo; previous: BackupFile | undefined }>) => {
+    const files: Array<BackupFile | undefined> = new Array(batch.length)
+    const toRead: Array<number> = []
+    for (let i = 0; i < batch.length; i++) {
+      const { info, previous } = batch[i]
+      counters.filesTotal++
+      counters.bytesTotal += info.size
+      if (previous !== undefined && sameFile(info, previous)) {
+        files[i] = previous
+        counters.filesReused++
+        counters.filesDone++
+        counters.bytesDone += info.size
+      } else {
+        toRead.push(i)
+      }
+    }
+    report(progress())
+    if (toRead.length === 0) return Effect.succeed(files as Array<BackupFile>)
+    return Effect.forEach(
+      toRead,
+      (i) =>
+        readFile(batch[i].info).pipe(
+          Effect.map((file) => {
+            files[i] = file
+            counters.filesDone++
+          }),
+        ),
+      { concurrency: fileConcurrency, discard: true },
+    ).pipe(Effect.as(files as Array<BackupFile>))
+  }
+
   yield* listing.pipe(
-    Stream.mapEffect((info) => Effect.map(cursor.find(info.key), (previous) => ({ info, previous }))),
-    Stream.mapEffect(
-      ({ info, previous }) => {
-        counters.filesTotal++
-        counters.bytesTotal += info.size
-        if (previous !== undefined && sameFile(info, previous)) {
-          counters.filesReused++
-          counters.filesDone++
-          counters.bytesDone += info.size
-          report(progress())
-          return Effect.succeed(previous)
-        }
-        return readFile(info).pipe(Effect.tap(() => Effect.sync(() => counters.filesDone++)))
-      },
-      { concurrency: options.fileConcurrency ?? 16 },
+    Stream.chunks,
+    Stream.mapEffect((chunk) =>
+      Effect.forEach(chunk, (info) => Effect.map(cursor.find(info.key), (previous) => ({ info, previous }))),
     ),
-    Stream.runForEach((file) => {
-      counters.distinctBlocks += file.blocks.length
-      return fileWriter.add(file)
+    Stream.mapEffect(processBatch, { concurrency: 2 }),
+    Stream.runForEach((files) => {
+      for (const file of files) counters.distinctBlocks += file.blocks.length
+      return fileWriter.addAll(files)
     }),
   )
   const filePages = yield* fileWriter.finish

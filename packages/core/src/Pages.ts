@@ -75,6 +75,7 @@ const makePageWriter = <A>(
   sizeOf: (a: A) => number,
   firstOf: (a: A) => string,
   encode: (entries: ReadonlyArray<A>) => Uint8Array,
+  reuse: (entries: ReadonlyArray<A>) => PageRef | undefined = () => undefined,
 ) => {
   const pages: Array<PageRef> = []
   const stats: PageStats = { pagesUploaded: 0, pageBytesUploaded: 0 }
@@ -85,6 +86,12 @@ const makePageWriter = <A>(
     const entries = current
     current = []
     currentBytes = 0
+    // A page made of exactly the records of a parent page encodes to the same block: reuse its ref.
+    const same = reuse(entries)
+    if (same !== undefined) {
+      pages.push(same)
+      return Effect.void
+    }
     return storePage(repo, encode(entries), entries.length, firstOf(entries[0]), stats).pipe(
       Effect.tap((ref) => Effect.sync(() => pages.push(ref))),
       Effect.asVoid,
@@ -98,18 +105,30 @@ const makePageWriter = <A>(
         (fnv1a(keyOf(entry)) & cutMask) === 0 || current.length >= PAGE_MAX_ENTRIES || currentBytes >= PAGE_MAX_BYTES
       return cut ? flush : Effect.void
     })
-  return { add, finish: flush.pipe(Effect.map(() => pages)), stats }
+  /** Adds entries in order; pages are stored as they fill up. */
+  const addAll = (entries: ReadonlyArray<A>): Effect.Effect<void, BlobStoreError> =>
+    Effect.gen(function* () {
+      for (const entry of entries) {
+        current.push(entry)
+        currentBytes += sizeOf(entry)
+        if ((fnv1a(keyOf(entry)) & cutMask) === 0 || current.length >= PAGE_MAX_ENTRIES || currentBytes >= PAGE_MAX_BYTES) {
+          yield* flush
+        }
+      }
+    })
+  return { add, addAll, finish: flush.pipe(Effect.map(() => pages)), stats }
 }
 
 const fileRecordSize = (file: BackupFile) => file.path.length + 48 + file.blocks.length * 80
 
-export const makeFilePageWriter = (repo: Repository) =>
+export const makeFilePageWriter = (repo: Repository, reuse?: (files: ReadonlyArray<BackupFile>) => PageRef | undefined) =>
   makePageWriter<BackupFile>(
     repo,
     (f) => encoder.encode(f.path),
     fileRecordSize,
     (f) => f.path,
     encodeFilePage,
+    reuse,
   )
 
 export const makeMetaPageWriter = (repo: Repository) =>
@@ -166,28 +185,56 @@ export const makeParentCursor = (repo: Repository, pages: ReadonlyArray<PageRef>
   let pageIndex = 0
   let files: ReadonlyArray<BackupFile> = []
   let fileIndex = 0
+  /** Looks in the loaded page; "load" when the next page must be read first. */
+  const scan = (path: string): BackupFile | undefined | "load" => {
+    while (fileIndex < files.length) {
+      const c = comparePaths(files[fileIndex].path, path)
+      if (c === 0) return files[fileIndex]
+      if (c > 0) return undefined
+      fileIndex++
+    }
+    // Skip whole pages whose successor starts at or before `path`.
+    while (pageIndex + 1 < pages.length && comparePaths(pages[pageIndex + 1].first, path) <= 0) pageIndex++
+    return pageIndex >= pages.length ? undefined : "load"
+  }
   /** The parent's record of `path`; calls must come in ascending path order. */
-  const find = (path: string): Effect.Effect<BackupFile | undefined, BlobStoreError | IntegrityError | ManifestError> =>
-    Effect.gen(function* () {
-      while (true) {
-        while (fileIndex < files.length) {
-          const candidate = files[fileIndex]
-          const c = comparePaths(candidate.path, path)
-          if (c === 0) return candidate
-          if (c > 0) return undefined
-          fileIndex++
-        }
-        // Skip whole pages whose successor starts at or before `path`.
-        while (pageIndex + 1 < pages.length && comparePaths(pages[pageIndex + 1].first, path) <= 0) pageIndex++
-        if (pageIndex >= pages.length) return undefined
-        files = yield* readFilePage(repo, pages[pageIndex])
-        fileIndex = 0
-        pageIndex++
-      }
+  const find = (path: string): Effect.Effect<BackupFile | undefined, BlobStoreError | IntegrityError | ManifestError> => {
+    const found = scan(path)
+    if (found !== "load") return Effect.succeed(found)
+    const ref = pages[pageIndex]
+    return Effect.flatMap(readFilePage(repo, ref), (loaded) => {
+      files = loaded
+      fileIndex = 0
+      pageIndex++
+      recent.push({ files: loaded, ref })
+      if (recent.length > 4) recent.shift()
+      return find(path)
     })
-  return { find }
+  }
+  // The last pages read, so a writer can tell when it re-emits one of them unchanged.
+  const recent: Array<{ files: ReadonlyArray<BackupFile>; ref: PageRef }> = []
+  /** The parent's ref of a page holding exactly these (identical) records, if any. */
+  const samePage = (entries: ReadonlyArray<BackupFile>): PageRef | undefined => {
+    const page = recent.find((p) => p.files.length === entries.length && p.files[0] === entries[0])
+    if (page === undefined) return undefined
+    for (let i = 1; i < entries.length; i++) if (page.files[i] !== entries[i]) return undefined
+    return page.ref
+  }
+  return { find, samePage }
 }
 
 /** Bytewise (UTF-8) order of paths: the order of listings and file pages. */
-export const comparePaths = (a: string, b: string): number =>
-  a === b ? 0 : Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"))
+export const comparePaths = (a: string, b: string): number => {
+  if (a === b) return 0
+  // UTF-16 code unit order equals UTF-8 byte order except around surrogates (U+10000 and up
+  // sort below U+E000..U+FFFF in UTF-16); only then compare the encoded bytes.
+  for (let i = 0; i < a.length && i < b.length; i++) {
+    const x = a.charCodeAt(i)
+    const y = b.charCodeAt(i)
+    if (x !== y) {
+      if (x >= 0xd800 || y >= 0xd800) return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"))
+      return x - y
+    }
+  }
+  return a.length - b.length
+}

@@ -107,3 +107,14 @@ describe("Manifest", () => {
     expect(backupIdTime("2025-01-14")).toBeUndefined()
   })
 })
+
+describe("comparePaths", () => {
+  it("orders paths by their UTF-8 bytes, also around surrogate pairs", async () => {
+    const { comparePaths } = await import("../src/Pages.ts")
+    const paths = ["a/b", "a.b", "a", "\u{1F600}", "\uFFFD", "a/\u00e9", "a/z", "ab", "\uE000"]
+    const byBytes = [...paths].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)))
+    expect([...paths].sort(comparePaths)).toEqual(byBytes)
+    expect(comparePaths("\uFFFD", "\u{1F600}")).toBeLessThan(0)
+    expect(comparePaths("same", "same")).toBe(0)
+  })
+})
