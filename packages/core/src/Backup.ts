@@ -250,10 +250,12 @@ export const backup = Effect.fn("Backup.run")(function* (cluster: Cluster, repo:
       toRead,
       (i) =>
         readFile(batch[i].info).pipe(
-          Effect.map((file) => {
-            files[i] = file
-            counters.filesDone++
-          }),
+          Effect.tap((file) =>
+            Effect.sync(() => {
+              files[i] = file
+              counters.filesDone++
+            }),
+          ),
         ),
       { concurrency: fileConcurrency, discard: true },
     ).pipe(Effect.as(files as Array<BackupFile>))
