@@ -21,7 +21,7 @@ import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import type { BlobStore, ObjectInfo } from "./BlobStore.ts"
 import { BlobStoreError } from "./BlobStore.ts"
-import { sha256Hex } from "./Hash.ts"
+import { hashBlock } from "./Hash.ts"
 import {
   type BackupFile,
   type BackupManifest,
@@ -193,23 +193,23 @@ export const backup = Effect.fn("Backup.run")(function* (cluster: Cluster, repo:
         })
       }
       counters.bytesRead += bytes.length
-      const id = yield* sha256Hex(bytes)
+      const { id, bytes: hashed } = yield* hashBlock(bytes)
       if (known.has(id)) {
         counters.blocksDeduplicated++
       } else if (yield* hasBlock(repo, id)) {
         known.add(id)
         counters.blocksDeduplicated++
-      } else if (yield* putBlock(repo, id, bytes)) {
+      } else if (yield* putBlock(repo, id, hashed)) {
         known.add(id)
         counters.blocksUploaded++
-        counters.bytesUploaded += bytes.length
+        counters.bytesUploaded += length
       } else {
         known.add(id)
         counters.blocksDeduplicated++
       }
-      counters.bytesDone += bytes.length
+      counters.bytesDone += length
       report(progress())
-      return { id, size: bytes.length }
+      return { id, size: length }
     }).pipe(Semaphore.withPermits(semaphore, Math.max(1, Math.ceil(length / PERMIT_BYTES))))
   })
 

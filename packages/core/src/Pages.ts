@@ -13,7 +13,7 @@ import { create } from "@bufbuild/protobuf"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import type { BlobStoreError } from "./BlobStore.ts"
-import { sha256Hex } from "./Hash.ts"
+import { hashBlock } from "./Hash.ts"
 import {
   type BackupFile,
   decodeFilePage,
@@ -58,14 +58,14 @@ const storePage = Effect.fnUntraced(function* (
   first: string,
   stats: PageStats,
 ) {
-  const id = yield* sha256Hex(bytes)
+  const { id, bytes: hashed } = yield* hashBlock(bytes)
   if (!(yield* hasBlock(repo, id))) {
-    if (yield* putBlock(repo, id, bytes)) {
+    if (yield* putBlock(repo, id, hashed)) {
       stats.pagesUploaded++
-      stats.pageBytesUploaded += bytes.length
+      stats.pageBytesUploaded += hashed.length
     }
   }
-  return create(PageRefSchema, { blockId: id, blockSize: BigInt(bytes.length), entryCount, first })
+  return create(PageRefSchema, { blockId: id, blockSize: BigInt(hashed.length), entryCount, first })
 })
 
 /** Accumulates entries in order and stores a page at each cut. */

@@ -19,7 +19,7 @@ import * as Stream from "effect/Stream"
 import type { BlobStore } from "./BlobStore.ts"
 import { BlobStoreError } from "./BlobStore.ts"
 import { type BackupManifest, BACKUP_ID_PATTERN, decodeManifest, encodeManifest, ManifestError } from "./Manifest.ts"
-import { sha256Hex } from "./Hash.ts"
+import { hashBlock } from "./Hash.ts"
 import { REPOSITORY_GUIDE } from "./RepositoryGuide.ts"
 import { TOOL_VERSION } from "./Version.ts"
 
@@ -301,7 +301,7 @@ export const getBlock = Effect.fn("Repository.getBlock")(function* (
       fix: "the block is damaged; run `bendsave verify --read-data` and restore from another backup",
     })
   }
-  const actual = yield* sha256Hex(bytes)
+  const { id: actual, bytes: hashed } = yield* hashBlock(bytes)
   if (actual !== blockId) {
     return yield* new IntegrityError({
       reason: "HashMismatch",
@@ -311,7 +311,7 @@ export const getBlock = Effect.fn("Repository.getBlock")(function* (
       fix: "the block is damaged; run `bendsave verify --read-data` and restore from another backup",
     })
   }
-  return bytes
+  return hashed
 })
 
 export { BlobStoreError }

@@ -19,7 +19,7 @@ import type { BlobStore, ObjectInfo } from "./BlobStore.ts"
 import { BlobStoreError } from "./BlobStore.ts"
 import type { Cluster } from "./Backup.ts"
 import { RESERVED_STORAGE_PREFIX } from "./Backup.ts"
-import { sha256Hex } from "./Hash.ts"
+import { hashBlock } from "./Hash.ts"
 import { type BackupFile, type BackupManifest, ManifestError, unsafePathProblem } from "./Manifest.ts"
 import type { MetaDiff } from "./MetaStore.ts"
 import { comparePaths, streamFiles, streamMetaEntries } from "./Pages.ts"
@@ -85,7 +85,7 @@ const isIdentical = Effect.fnUntraced(function* (storage: BlobStore, file: Backu
   for (let i = 0; i < file.blocks.length; i++) {
     const block = file.blocks[i]
     const bytes = yield* storage.getRange(file.path, i * BLOCK_SIZE, Number(block.blockSize))
-    if (bytes.length !== Number(block.blockSize) || (yield* sha256Hex(bytes)) !== block.blockId) return false
+    if (bytes.length !== Number(block.blockSize) || (yield* hashBlock(bytes)).id !== block.blockId) return false
   }
   return true
 })
