@@ -253,26 +253,32 @@ const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
  * naming it: silently leaving it out would make a backup incomplete.
  */
 const readSortedDirectory = async (root: string, keyPrefix: string, namePrefix: string): Promise<DirFrame | undefined> => {
-  let dirents: Array<Dirent<Buffer>>
+  const dir = path.join(root, keyPrefix)
+  let dirents: Array<Dirent>
   try {
-    dirents = await fs.readdir(path.join(root, keyPrefix), { withFileTypes: true, encoding: "buffer" })
+    dirents = await fs.readdir(dir, { withFileTypes: true })
   } catch (cause) {
     const code = errnoCode(cause)
     if (code === "ENOENT" || code === "ENOTDIR") return undefined
     throw cause
   }
+  // A name that is not UTF-8 comes back with U+FFFD in it; read the raw names to tell.
+  if (dirents.some((d) => d.name.includes("\uFFFD"))) {
+    for (const raw of await fs.readdir(dir, { encoding: "buffer" })) {
+      try {
+        strictUtf8.decode(raw)
+      } catch {
+        throw invalidKey(
+          "list",
+          `${keyPrefix}${raw.toString("latin1")}`,
+          `the name ${JSON.stringify(raw.toString("latin1"))} in ${dir} is not valid UTF-8, so it cannot be listed or backed up; rename it`,
+        )
+      }
+    }
+  }
   const entries: Array<DirEntry> = []
   for (const dirent of dirents) {
-    let name: string
-    try {
-      name = strictUtf8.decode(dirent.name)
-    } catch {
-      throw invalidKey(
-        "list",
-        `${keyPrefix}${dirent.name.toString("latin1")}`,
-        `the name ${JSON.stringify(dirent.name.toString("latin1"))} in ${path.join(root, keyPrefix) || "."} is not valid UTF-8, so it cannot be listed or backed up; rename it`,
-      )
-    }
+    const name = dirent.name
     if (!name.startsWith(namePrefix)) continue
     // Symlinks, sockets, FIFOs and devices are not objects: skipped.
     const isDirectory = dirent.isDirectory()
