@@ -19,6 +19,7 @@ import {
   MetaLinesError,
   compareBytes,
   openCluster,
+  openMeta,
   openRepositoryAt,
   parseBackupReference,
   parseMetaLines,
@@ -38,6 +39,7 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { Argument, CliOutput, Command, Flag } from "effect/cli"
 import { quickstart } from "./Quickstart.ts"
@@ -54,9 +56,10 @@ const jsonFlag = Flag.Boolean("json").pipe(
 /**
  * Runs a verb: on success prints `text(result)` or the JSON result; on
  * failure prints the error with its fix (as JSON with --json) and exits 1.
+ * Resources the verb opened (meta service connections) close before printing.
  */
-const runVerb = <A, E>(json: boolean, effect: Effect.Effect<A, E>, text: (a: A) => string, ok: (a: A) => boolean = () => true) =>
-  effect.pipe(
+const runVerb = <A, E>(json: boolean, effect: Effect.Effect<A, E, Scope.Scope>, text: (a: A) => string, ok: (a: A) => boolean = () => true) =>
+  Effect.scoped(effect).pipe(
     Effect.matchCauseEffect({
       onSuccess: (result) =>
         Effect.gen(function* () {
@@ -170,19 +173,24 @@ const listCommand = Command.make(
 const openRestoreTarget = (config: ClusterConfig, confirm: boolean) =>
   Effect.gen(function* () {
     if (confirm) return yield* openCluster(config, { create: true })
-    const meta = yield* makeLocalMetaStore(config.meta.path, { prefix: config.meta.prefix }).pipe(
-      Effect.catchIf(
-        (e) => e.reason === "NotFound",
-        () =>
-          Effect.flatMap(
-            Effect.acquireRelease(
-              Effect.promise(() => mkdtemp(join(tmpdir(), "bendsave-dry-run-"))),
-              (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true })),
+    const metaConfig = config.meta
+    // etcd: a dry run only reads, and a prefix without keys is simply a new, empty cluster.
+    const meta =
+      metaConfig.type !== "local"
+        ? yield* openMeta(config, { create: true })
+        : yield* makeLocalMetaStore(metaConfig.path, { prefix: metaConfig.prefix }).pipe(
+            Effect.catchIf(
+              (e) => e.reason === "NotFound",
+              () =>
+                Effect.flatMap(
+                  Effect.acquireRelease(
+                    Effect.promise(() => mkdtemp(join(tmpdir(), "bendsave-dry-run-"))),
+                    (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true })),
+                  ),
+                  (dir) => makeLocalMetaStore(dir, { prefix: metaConfig.prefix }),
+                ),
             ),
-            (dir) => makeLocalMetaStore(dir, { prefix: config.meta.prefix }),
-          ),
-      ),
-    )
+          )
     const storage = yield* makeFsBlobStore(config.storage.dataPath).pipe(
       Effect.catchIf(
         (e) => e.reason === "NotFound",

@@ -40,6 +40,8 @@ export class MetaStoreError extends Schema.TaggedError<MetaStoreError>()("MetaSt
   driver: Schema.String,
   operation: Schema.String,
   detail: Schema.String,
+  /** What the user can do about it, when the driver knows better than the reason's generic advice. */
+  fix: Schema.optional(Schema.String),
   cause: Schema.optional(Schema.Defect()),
 }) {
   get isRetryable(): boolean {

@@ -6,17 +6,24 @@
  * `memory://<name>` (in-process, for tests and library users). Cloud schemes
  * (`s3://`, `gs://`, `azblob://`) are recognised and reported as not yet
  * available in this version.
+ *
+ * Meta drivers: `local` is built in; `etcd` lives in the package
+ * `@bendsave/meta-etcd`, which is imported the first time an etcd cluster is
+ * opened (so local clusters never load gRPC). Core does not depend on it: it
+ * must be installed next to core (the CLI depends on it).
  */
 import { resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import type { BlobStore, BlobStoreError } from "./BlobStore.ts"
 import type { Cluster } from "./Backup.ts"
-import { type ClusterConfig, ClusterConfigError } from "./ClusterConfig.ts"
+import { type ClusterConfig, ClusterConfigError, type EtcdMetaConfig } from "./ClusterConfig.ts"
 import { makeFsBlobStore } from "./drivers/FsBlobStore.ts"
 import { makeLocalMetaStore } from "./drivers/LocalMetaStore.ts"
 import { makeMemoryBlobStore } from "./drivers/MemoryBlobStore.ts"
+import type { MetaStore, MetaStoreError } from "./MetaStore.ts"
 import { MANIFEST_PREFIX, MANIFEST_SUFFIX, openRepository, RepositoryError } from "./Repository.ts"
 
 /** A repository URL or manifest reference that cannot be used. */
@@ -160,18 +167,83 @@ const missingDirectory = (config: ClusterConfig, key: string, dir: string) =>
     fix: `create it (mkdir -p '${dir}') or correct \`${key.split(".").pop()}\` in the cluster file; \`bendsave restore --confirm\` and \`bendsave meta import\` create a new cluster's directories`,
   })
 
+/** What a meta driver package exports (`@bendsave/meta-etcd` does). */
+export interface EtcdMetaDriverModule {
+  /**
+   * Connects (the client is closed with the scope). Without `create`, a prefix
+   * with no keys is a `NotFound` error: the cluster does not exist there.
+   */
+  readonly openEtcdMetaStore: (
+    config: EtcdMetaConfig,
+    options?: { readonly create?: boolean },
+  ) => Effect.Effect<MetaStore, MetaStoreError, Scope.Scope>
+}
+
+/** The package of the etcd meta driver, imported on first use. */
+export const ETCD_META_PACKAGE = "@bendsave/meta-etcd"
+
+let etcdDriver: Promise<EtcdMetaDriverModule> | undefined
+
+/** Imports the etcd meta driver package (once). */
+export const loadEtcdMetaDriver = (config: ClusterConfig): Effect.Effect<EtcdMetaDriverModule, ClusterConfigError> =>
+  Effect.tryPromise({
+    try: () => {
+      // A variable specifier: core must not depend on the driver package at type level (it depends on core).
+      const specifier: string = ETCD_META_PACKAGE
+      etcdDriver ??= (import(specifier) as Promise<EtcdMetaDriverModule>).catch((cause) => {
+        etcdDriver = undefined
+        throw cause
+      })
+      return etcdDriver
+    },
+    catch: (cause) =>
+      new ClusterConfigError({
+        file: config.file,
+        key: "meta.type",
+        detail:
+          (cause as { code?: unknown }).code === "ERR_MODULE_NOT_FOUND"
+            ? `the etcd meta driver (${ETCD_META_PACKAGE}) is not installed`
+            : `the etcd meta driver (${ETCD_META_PACKAGE}) failed to load: ${cause instanceof Error ? cause.message : String(cause)}`,
+        fix: `install it next to @bendsave/core (npm install ${ETCD_META_PACKAGE}); the bendsave CLI includes it`,
+      }),
+  })
+
+/**
+ * Opens the meta service of a cluster file. Without `create`, a missing meta
+ * directory (local) or a prefix without keys (etcd) is a ClusterConfigError
+ * naming the key. Connections are closed when the scope closes.
+ */
+export const openMeta = (
+  config: ClusterConfig,
+  options: { readonly create?: boolean } = {},
+): Effect.Effect<MetaStore, MetaStoreError | ClusterConfigError, Scope.Scope> => {
+  const meta = config.meta
+  if (meta.type === "local") {
+    return makeLocalMetaStore(meta.path, { create: options.create, prefix: meta.prefix }).pipe(
+      Effect.catchIf(
+        (e) => e.reason === "NotFound",
+        () => Effect.fail(missingDirectory(config, "meta.path", meta.path)),
+      ),
+    )
+  }
+  return loadEtcdMetaDriver(config).pipe(
+    Effect.flatMap((driver) => driver.openEtcdMetaStore(meta, { create: options.create })),
+    Effect.catchIf(
+      (e): e is MetaStoreError => e._tag === "MetaStoreError" && e.reason === "NotFound",
+      (e) => Effect.fail(new ClusterConfigError({ file: config.file, key: "meta.prefix", detail: e.detail, fix: e.fix ?? "check `prefix` in [meta]" })),
+    ),
+  )
+}
+
 /**
  * Opens the meta service and storage of a cluster file. Without `create`, a
- * missing meta or storage directory is a ClusterConfigError naming the key.
+ * missing meta or storage directory (or an etcd prefix without keys) is a
+ * ClusterConfigError naming the key. Connections are closed when the scope
+ * closes.
  */
 export const openCluster = (config: ClusterConfig, options: { readonly create?: boolean } = {}) =>
   Effect.gen(function* () {
-    const meta = yield* makeLocalMetaStore(config.meta.path, { create: options.create, prefix: config.meta.prefix }).pipe(
-      Effect.catchIf(
-        (e) => e.reason === "NotFound",
-        () => Effect.fail(missingDirectory(config, "meta.path", config.meta.path)),
-      ),
-    )
+    const meta = yield* openMeta(config, options)
     const storage = yield* makeFsBlobStore(config.storage.dataPath, { create: options.create }).pipe(
       Effect.catchIf(
         (e) => e.reason === "NotFound",
