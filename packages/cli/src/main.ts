@@ -3,7 +3,8 @@
  * @bendsave/core, render the result (text, or one JSON object with --json).
  * Commands hold no logic of their own.
  */
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises"
+import { createWriteStream } from "node:fs"
+import { mkdtemp, readFile, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import {
@@ -321,31 +322,55 @@ const verifyCommand = Command.make(
 
 const clusterFlag = Flag.String("cluster").pipe(Flag.withDescription("Cluster file (TOML)"))
 
+/** Writes text to a stream, waiting when it asks to (memory stays flat for any number of keys). */
+const writeOut = (stream: NodeJS.WritableStream, text: string) =>
+  Effect.promise(
+    () =>
+      new Promise<void>((resolve, reject) => {
+        if (stream.write(text)) resolve()
+        else {
+          stream.once("drain", resolve)
+          stream.once("error", reject)
+        }
+      }),
+  )
+
 const metaExport = Command.make(
   "export",
   {
     cluster: clusterFlag,
     output: Flag.String("output").pipe(Flag.withDescription("Write to this file instead of stdout"), Flag.optional),
+    json: Flag.Boolean("json").pipe(
+      Flag.withDescription('Print one JSON object {"revision","key_count","entries":[...]} instead of JSON lines'),
+      Flag.withDefault(false),
+    ),
   },
-  ({ cluster, output }) =>
+  ({ cluster, output, json }) =>
     runVerb(
       false,
       Effect.gen(function* () {
         const { cluster: c } = yield* loadCluster(cluster, false)
         const snapshot = yield* c.meta.snapshot()
-        const lines: Array<string> = []
-        yield* snapshot.entries.pipe(Stream.runForEach((e) => Effect.sync(() => lines.push(formatMetaLine(e)))))
-        const text = lines.length === 0 ? "" : `${lines.join("\n")}\n`
+        const out: NodeJS.WritableStream = Option.isSome(output) ? createWriteStream(output.value) : process.stdout
+        let count = 0
+        if (json) yield* writeOut(out, `{"revision":${snapshot.revision},"entries":[`)
+        yield* snapshot.entries.pipe(
+          Stream.runForEach((e) => writeOut(out, json ? `${count++ === 0 ? "" : ","}${formatMetaLine(e)}` : `${(count++, formatMetaLine(e))}\n`)),
+        )
+        if (json) yield* writeOut(out, `],"key_count":${count}}\n`)
         if (Option.isSome(output)) {
-          yield* Effect.promise(() => writeFile(output.value, text))
-          return { text: `exported ${lines.length} keys at revision ${snapshot.revision} to ${output.value}`, toStderr: true }
+          yield* Effect.promise(() => new Promise<void>((resolve) => out.end(resolve)))
+          return { key_count: count, revision: snapshot.revision, output: output.value }
         }
-        process.stdout.write(text)
-        return { text: "", toStderr: true }
+        return { key_count: count, revision: snapshot.revision, output: null }
       }),
-      (r) => r.text,
+      (r) => (r.output === null ? "" : `exported ${r.key_count} keys at revision ${r.revision} to ${r.output}`),
     ).pipe(Effect.asVoid),
-).pipe(Command.withDescription("Print the cluster's meta keys as JSON lines ({\"key\",\"value\"}; value_b64 for binary)"))
+).pipe(
+  Command.withDescription(
+    "Print the cluster's meta keys as JSON lines ({\"key\",\"value\"}; value_b64 for binary), streamed in key order",
+  ),
+)
 
 const metaImport = Command.make(
   "import",
