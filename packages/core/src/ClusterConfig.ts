@@ -111,7 +111,7 @@ const LocalMeta = Schema.Struct({
 const TimeoutMs = Schema.Int.check(Schema.isGreaterThan(0))
 const EtcdMeta = Schema.Struct({
   type: Schema.Literal("etcd"),
-  endpoints: Schema.NonEmptyArray(Schema.NonEmptyString),
+  endpoints: Schema.Array(Schema.NonEmptyString),
   prefix: Schema.String,
   username: Schema.optional(Schema.NonEmptyString),
   password: Schema.optional(Schema.String),
@@ -253,6 +253,9 @@ const configError = (file: string, key: string, detail: string, fix: string) => 
 
 /** Checks one etcd endpoint URL; returns what is wrong with it, or undefined. */
 const endpointProblem = (endpoint: string): string | undefined => {
+  if (/^[A-Za-z0-9.\-[\]:]+:\d+$/.test(endpoint) && !/^https?:/.test(endpoint)) {
+    return `has no scheme: write http://${endpoint} (or https://${endpoint} for TLS)`
+  }
   let url: URL
   try {
     url = new URL(endpoint)
@@ -270,6 +273,7 @@ type EtcdMetaInput = typeof EtcdMeta.Type
 
 /** Validates the etcd keys beyond their types, resolves credentials and paths. */
 const etcdMetaConfig = (meta: EtcdMetaInput, file: string, dir: string, env: Record<string, string | undefined>): EtcdMetaConfig | ClusterConfigError => {
+  if (meta.endpoints.length === 0) return configError(file, "meta.endpoints", "no endpoints are given", fixes["meta.endpoints"])
   for (const [index, endpoint] of meta.endpoints.entries()) {
     const problem = endpointProblem(endpoint)
     if (problem !== undefined) {

@@ -16,7 +16,16 @@
  *   bytewise key order without duplicates.
  * - `compareAndSwap` writes (or deletes, with `next` undefined) one key only if
  *   its current value equals `expected` (undefined: the key must be absent).
- * - A failed write leaves the keyspace as it was before the call.
+ * - A failed write leaves the keyspace as it was before the call, with one
+ *   exception: a driver that cannot commit a whole `replace` at once (etcd
+ *   writes it in bounded transactions) may leave part of a `replace` that
+ *   failed WHILE WRITING (a lost connection, a concurrent writer: reason
+ *   `Conflict`); running the same `replace` again completes it. Such a driver
+ *   still reads the whole input before its first write, so unsorted input or
+ *   a failing input stream never changes anything; the input stream may
+ *   therefore be run more than once and must give the same entries each time.
+ * - `snapshot` and `replace` use memory bounded by a page or batch, not by
+ *   the number of keys (the local driver excepted: it holds its one file).
  */
 import type * as Effect from "effect/Effect"
 import type * as Stream from "effect/Stream"
@@ -83,7 +92,10 @@ export interface MetaStore {
   readonly location: string
   readonly prefix: string
   snapshot(): Effect.Effect<MetaSnapshot, MetaStoreError>
-  /** Errors of the `entries` stream abort the replace (nothing is written) and pass through. */
+  /**
+   * Errors of the `entries` stream abort the replace (nothing is written) and
+   * pass through. `entries` may be run more than once (see the contract above).
+   */
   replace<E>(
     entries: Stream.Stream<MetaEntry, E>,
     options?: { readonly dryRun?: boolean },

@@ -136,7 +136,7 @@ export const classifyError = (operation: string, cause: unknown, context: EtcdEr
     const refused = has("ECONNREFUSED") ? " (connection refused)" : has("ENOTFOUND", "EAI_AGAIN") ? " (host name not found)" : ""
     return make(
       "Unavailable",
-      `cannot reach etcd at ${where}${refused}: ${name === "BrokenCircuitError" ? "the endpoints failed repeatedly" : message}`,
+      `cannot reach etcd at ${where}${refused !== "" ? refused : `: ${name === "BrokenCircuitError" ? "the endpoints failed repeatedly" : message}`}`,
       "check `endpoints` in [meta] and that etcd is running and listening there",
     )
   }

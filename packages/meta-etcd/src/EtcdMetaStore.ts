@@ -133,6 +133,42 @@ const location = (endpoints: ReadonlyArray<string>, prefix: string): string => {
 }
 
 /** An endpoint that cannot be reached (the host policy sees raw gRPC errors, the global one etcd3's typed ones). */
+const SLASH = 0x2f
+
+/**
+ * Prefixes that do hold keys near a prefix that holds none, for the "no keys
+ * under the prefix" hint: the keys under the closest parent (cut at the
+ * prefix's depth, e.g. `/prod/` for `/prdo/`), at most five.
+ */
+const nearbyPrefixes = <E>(
+  prefix: Uint8Array,
+  list: (from: Uint8Array, to: Uint8Array) => Effect.Effect<ReadonlyArray<Uint8Array>, E>,
+): Effect.Effect<Array<string>, E> =>
+  Effect.gen(function* () {
+    const depth = prefix.filter((b) => b === SLASH).length
+    const cut = (key: Uint8Array): Uint8Array => {
+      let seen = 0
+      for (let i = 0; i < key.length; i++) {
+        if (key[i] === SLASH && ++seen === Math.max(depth, 1)) return key.subarray(0, i + 1)
+      }
+      return key.subarray(0, Math.min(key.length, prefix.length + 8))
+    }
+    // Parents of the prefix, deepest first: "/a/b/c/" -> "/a/b/", "/a/", "" (everything).
+    const parents: Array<Uint8Array> = []
+    for (let i = prefix.length - 2; i >= 0; i--) if (prefix[i] === SLASH) parents.push(prefix.subarray(0, i + 1))
+    parents.push(new Uint8Array(0))
+    for (const parent of parents) {
+      const keys = yield* list(parent.length === 0 ? ZERO : parent, parent.length === 0 ? ZERO : prefixRangeEnd(parent))
+      const found = new Set<string>()
+      for (const key of keys) {
+        found.add(displayKey(cut(key)))
+        if (found.size >= 5) break
+      }
+      if (found.size > 0) return [...found]
+    }
+    return []
+  })
+
 const unavailable = (error: Error): boolean => error instanceof GRPCUnavailableError || (error as { code?: unknown }).code === 14
 
 interface Batch {
@@ -247,19 +283,11 @@ export const makeEtcdMetaStore = Effect.fnUntraced(function* (
   }
   const probeResponse = first.response!
   if (!options.create && probeResponse.kvs.length === 0) {
-    const elsewhere = yield* call("open", (c) => c.kv.range({ key: buf(ZERO), range_end: buf(ZERO), limit: 200, keys_only: true })).pipe(
-      Effect.map((r) => {
-        const tops = new Set<string>()
-        for (const kv of r.kvs) {
-          const text = displayKey(kv.key)
-          const cut = text.startsWith("/") ? text.indexOf("/", 1) : text.indexOf("/")
-          tops.add(cut > 0 ? text.slice(0, cut + 1) : text.slice(0, 24))
-          if (tops.size >= 5) break
-        }
-        return [...tops]
-      }),
-      Effect.orElseSucceed(() => [] as Array<string>),
-    )
+    const elsewhere = yield* nearbyPrefixes(prefixBytes, (from, to) =>
+      call("open", (c) => c.kv.range({ key: buf(from), range_end: buf(to), limit: 500, keys_only: true })).pipe(
+        Effect.map((r) => r.kvs.map((kv) => kv.key as Uint8Array)),
+      ),
+    ).pipe(Effect.orElseSucceed(() => [] as Array<string>))
     return yield* fail(
       "open",
       "NotFound",

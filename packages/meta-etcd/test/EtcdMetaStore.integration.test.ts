@@ -7,7 +7,7 @@
  */
 import { Buffer } from "node:buffer"
 import { createHash, randomBytes } from "node:crypto"
-import { compareBytes, displayKey, type MetaEntry, type MetaStore, MetaStoreError } from "@bendsave/core"
+import { compareBytes, displayKey, type MetaEntry, type MetaStore, type MetaStoreError } from "@bendsave/core"
 import { metaStoreConformance } from "@bendsave/core/testing"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -149,7 +149,7 @@ describe("etcd meta driver", () => {
   })
 
   it("replace over a drifted keyspace reports added / changed / removed with samples and leaves exactly the snapshot", async () => {
-    const { endpoints, endpoints2 } = etcdEndpoints()
+    const { endpoints2 } = etcdEndpoints()
     const prefix = randomPrefix("drift")
     const { store, close } = await open({ endpoints: [endpoints2], prefix, create: true })
     try {
