@@ -57,6 +57,8 @@ export class BlobStoreError extends Schema.TaggedError<BlobStoreError>()("BlobSt
   operation: Schema.String,
   key: Schema.optional(Schema.String),
   detail: Schema.String,
+  /** What the user can do about it, when the driver knows (wrong bucket, bad credentials, ...). */
+  fix: Schema.optional(Schema.String),
   /** Whether the same operation may succeed if tried again. */
   retryable: Schema.optional(Schema.Boolean),
   cause: Schema.optional(Schema.Defect()),
@@ -96,6 +98,13 @@ export interface ObjectInfo {
 export interface PutOptions {
   /** Fail with `AlreadyExists` instead of replacing an existing object. */
   readonly ifNotExists?: boolean
+  /**
+   * Lowercase hex SHA-256 of the whole body, when the caller already knows it
+   * (a block's id). Drivers that send upload checksums use it instead of
+   * hashing the bytes again; the service then verifies what it stored. A
+   * driver may ignore it.
+   */
+  readonly contentSha256?: string
 }
 
 export type Body = Uint8Array | Stream.Stream<Uint8Array, BlobStoreError>

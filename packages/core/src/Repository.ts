@@ -254,7 +254,7 @@ export const hasBlock = (repo: Repository, blockId: string): Effect.Effect<boole
  * this call uploaded it (false: it was already there).
  */
 export const putBlock = (repo: Repository, blockId: string, bytes: Uint8Array): Effect.Effect<boolean, BlobStoreError> =>
-  repo.store.put(blockKey(blockId), bytes, { ifNotExists: true }).pipe(
+  repo.store.put(blockKey(blockId), bytes, { ifNotExists: true, contentSha256: blockId }).pipe(
     Effect.as(true),
     Effect.catchIf(
       (e) => e.reason === "AlreadyExists",

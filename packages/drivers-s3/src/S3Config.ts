@@ -1,0 +1,169 @@
+/**
+ * S3Config: the options of the S3 driver, from a cluster file's
+ * `[storage.s3]` table (Databend's keys) or from an `s3://` repository URL.
+ *
+ * ```toml
+ * [storage]
+ * type = "s3"
+ * [storage.s3]
+ * bucket = "prod-data"
+ * root = "/cluster"                        # key prefix inside the bucket (optional)
+ * endpoint_url = "http://127.0.0.1:9000"   # S3-compatible servers (optional; AWS otherwise)
+ * region = "us-east-1"                     # optional: AWS_REGION, else us-east-1
+ * access_key_id = "..."                    # optional: the SDK's default credential chain otherwise
+ * secret_access_key = "..."
+ * enable_virtual_host_style = false        # default: path style with endpoint_url, virtual host on AWS
+ * upload_checksum = "sha256"               # "sha256" (x-amz-checksum-sha256) | "md5" (Content-MD5) | "none"
+ * ```
+ *
+ * `s3://bucket/prefix?endpoint=http://127.0.0.1:9000&region=us-east-1` takes
+ * the same settings as query parameters (`endpoint`, `region`,
+ * `virtual_host_style`, `upload_checksum`) and credentials only from the
+ * environment (`AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` /
+ * `AWS_SESSION_TOKEN`, `AWS_PROFILE`, instance roles: the SDK's default
+ * chain); `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` give the endpoint when
+ * the URL does not. Secrets are `Redacted` and never printed.
+ */
+import type * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+
+const Options = Schema.Struct({
+  bucket: Schema.NonEmptyString,
+  root: Schema.optional(Schema.String),
+  endpoint_url: Schema.optional(Schema.NonEmptyString),
+  region: Schema.optional(Schema.NonEmptyString),
+  access_key_id: Schema.optional(Schema.NonEmptyString),
+  secret_access_key: Schema.optional(Schema.RedactedFromValue(Schema.String)),
+  session_token: Schema.optional(Schema.RedactedFromValue(Schema.String)),
+  enable_virtual_host_style: Schema.optional(Schema.Boolean),
+  upload_checksum: Schema.optional(Schema.Literals(["sha256", "md5", "none"])),
+})
+
+/** The decoded `[storage.s3]` table. */
+export type S3Options = typeof Options.Type
+
+/** Standard Schema of the options (unknown keys are errors). */
+export const S3OptionsSchema = Schema.toStandardSchemaV1(Options, { parseOptions: { onExcessProperty: "error" } })
+
+export const S3_SECRET_KEYS = ["secret_access_key", "session_token"] as const
+
+export const S3_OPTIONS_HELP = [
+  "bucket (required)",
+  "root: key prefix in the bucket",
+  "endpoint_url: http(s)://host:port of an S3-compatible server",
+  "region",
+  "access_key_id + secret_access_key (else the AWS SDK's default credential chain)",
+  "session_token",
+  "enable_virtual_host_style: true | false",
+  'upload_checksum: "sha256" | "md5" | "none"',
+]
+
+const truthy = (name: string, value: string): boolean => {
+  if (["true", "1", "yes"].includes(value)) return true
+  if (["false", "0", "no"].includes(value)) return false
+  throw new Error(`query parameter '${name}' must be true or false (got '${value}')`)
+}
+
+/** `s3://bucket/prefix?endpoint=...&region=...` → raw options (validated by the schema afterwards). */
+export const s3OptionsFromUrl = (url: URL, env: Readonly<Record<string, string | undefined>>): Record<string, unknown> => {
+  if (url.username !== "" || url.password !== "") {
+    throw new Error("credentials do not belong in the URL: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or use a profile or role)")
+  }
+  if (url.hostname === "") throw new Error("the URL names no bucket: write s3://<bucket>/<prefix>")
+  const options: Record<string, unknown> = { bucket: decodeURIComponent(url.hostname), root: decodeURIComponent(url.pathname) }
+  for (const [name, value] of url.searchParams) {
+    switch (name) {
+      case "endpoint":
+      case "endpoint_url":
+        options.endpoint_url = value
+        break
+      case "region":
+        options.region = value
+        break
+      case "virtual_host_style":
+      case "enable_virtual_host_style":
+        options.enable_virtual_host_style = truthy(name, value)
+        break
+      case "path_style":
+        options.enable_virtual_host_style = !truthy(name, value)
+        break
+      case "upload_checksum":
+        options.upload_checksum = value
+        break
+      default:
+        throw new Error(`unknown query parameter '${name}' (known: endpoint, region, virtual_host_style, path_style, upload_checksum)`)
+    }
+  }
+  const envEndpoint = env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL
+  if (options.endpoint_url === undefined && envEndpoint) options.endpoint_url = envEndpoint
+  return options
+}
+
+/** Everything the store needs, resolved: defaults applied, root normalised. */
+export interface S3Settings {
+  readonly bucket: string
+  /** Key prefix inside the bucket: "" or "a/b/" (no leading '/', one trailing '/'). */
+  readonly prefix: string
+  readonly endpoint: string | undefined
+  readonly region: string
+  readonly forcePathStyle: boolean
+  readonly credentials: { readonly accessKeyId: string; readonly secretAccessKey: Redacted.Redacted<string>; readonly sessionToken?: Redacted.Redacted<string> } | undefined
+  readonly uploadChecksum: "sha256" | "md5" | "none"
+}
+
+/** Normalises a root ("/a/b/", "a/b") to a key prefix ("a/b/"); throws on '.', '..' or empty segments. */
+export const rootToPrefix = (root: string | undefined): string => {
+  const trimmed = (root ?? "").replace(/^\/+/, "").replace(/\/+$/, "")
+  if (trimmed === "") return ""
+  for (const segment of trimmed.split("/")) {
+    if (segment === "" || segment === "." || segment === "..") throw new Error(`the root '${root}' has an empty, '.' or '..' segment`)
+  }
+  return `${trimmed}/`
+}
+
+/** Applies defaults; throws an Error naming the option for combinations the schema cannot express. */
+export const resolveS3Settings = (options: S3Options, env: Readonly<Record<string, string | undefined>>): S3Settings => {
+  if (options.endpoint_url !== undefined) {
+    let url: URL
+    try {
+      url = new URL(options.endpoint_url)
+    } catch {
+      throw Object.assign(new Error(`'${options.endpoint_url}' is not a URL (write http://host:port or https://host)`), { key: "endpoint_url" })
+    }
+    if (url.protocol !== "http:" && url.protocol !== "https:") throw Object.assign(new Error("must be an http:// or https:// URL"), { key: "endpoint_url" })
+    if (url.username !== "" || url.password !== "") throw Object.assign(new Error("must not hold credentials"), { key: "endpoint_url" })
+  }
+  if ((options.access_key_id === undefined) !== (options.secret_access_key === undefined)) {
+    const missing = options.access_key_id === undefined ? "access_key_id" : "secret_access_key"
+    throw Object.assign(new Error("access_key_id and secret_access_key go together: set both, or neither to use the SDK's default credential chain"), { key: missing })
+  }
+  let prefix: string
+  try {
+    prefix = rootToPrefix(options.root)
+  } catch (e) {
+    throw Object.assign(e as Error, { key: "root" })
+  }
+  return {
+    bucket: options.bucket,
+    prefix,
+    endpoint: options.endpoint_url,
+    region: options.region ?? (env.AWS_REGION || env.AWS_DEFAULT_REGION || "us-east-1"),
+    forcePathStyle: options.enable_virtual_host_style === undefined ? options.endpoint_url !== undefined : !options.enable_virtual_host_style,
+    credentials:
+      options.access_key_id !== undefined && options.secret_access_key !== undefined
+        ? {
+            accessKeyId: options.access_key_id,
+            secretAccessKey: options.secret_access_key,
+            ...(options.session_token === undefined ? {} : { sessionToken: options.session_token }),
+          }
+        : undefined,
+    uploadChecksum: options.upload_checksum ?? "sha256",
+  }
+}
+
+/** Where the store lives, for messages and `location` (never a secret). */
+export const describeS3Location = (settings: S3Settings): string => `s3://${settings.bucket}/${settings.prefix}`
+
+export const describeS3Service = (settings: S3Settings): string =>
+  settings.endpoint === undefined ? `Amazon S3 (region ${settings.region})` : `the S3 server at ${settings.endpoint} (region ${settings.region})`
+
