@@ -103,7 +103,7 @@ export const quickstart = (dirArg: string, options: { readonly narrate: boolean 
       .map((m) => ({ key: encoder.encode(m.key), value: encoder.encode(m.value) }))
       .sort((a, b) => compareBytes(a.key, b.key))
     yield* prod.meta.replace(Stream.fromIterable(sortedMeta))
-    yield* say(`   prod.toml: local meta (${prodConfig.meta.type === "local" ? prodConfig.meta.path : prod.meta.location}) + fs storage (${prodConfig.storage.dataPath})`)
+    yield* say(`   prod.toml: local meta (${prodConfig.meta.type === "local" ? prodConfig.meta.path : prod.meta.location}) + fs storage (${"dataPath" in prodConfig.storage ? prodConfig.storage.dataPath : prodConfig.storage.type})`)
     yield* say(`   ${describeSample(sample)}`)
 
     // 2. Full backup.

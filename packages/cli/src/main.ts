@@ -19,8 +19,10 @@ import {
   makeMemoryBlobStore,
   MetaLinesError,
   compareBytes,
+  isFsStorage,
   openCluster,
   openMeta,
+  openStorage,
   openRepositoryAt,
   parseBackupReference,
   parseMetaLines,
@@ -192,12 +194,15 @@ const openRestoreTarget = (config: ClusterConfig, confirm: boolean) =>
                 ),
             ),
           )
-    const storage = yield* makeFsBlobStore(config.storage.dataPath).pipe(
-      Effect.catchIf(
-        (e) => e.reason === "NotFound",
-        () => Effect.succeed(makeMemoryBlobStore({ name: "empty-target" })),
-      ),
-    )
+    // Cloud and plugin storage: the bucket must exist; a dry run only reads it.
+    const storage = isFsStorage(config.storage)
+      ? yield* makeFsBlobStore(config.storage.dataPath).pipe(
+          Effect.catchIf(
+            (e) => e.reason === "NotFound",
+            () => Effect.succeed(makeMemoryBlobStore({ name: "empty-target" })),
+          ),
+        )
+      : yield* openStorage(config)
     return { name: config.name, meta, storage } satisfies Cluster
   })
 

@@ -88,12 +88,32 @@ export interface FsStorageConfig {
   readonly dataPath: string
 }
 
+/**
+ * Storage served by a driver module: the built-in cloud types ("s3", "gcs",
+ * "azblob") or a plugin (a module path or package name). Its options are the
+ * table `[storage.<driver name>]`, validated by the driver when it is loaded
+ * (`openStorage` in Registry.ts).
+ */
+export interface DriverStorageConfig {
+  readonly type: string
+  /** Every table under [storage] except `type`, as written (paths not resolved). */
+  readonly tables: Readonly<Record<string, unknown>>
+}
+
+export type StorageConfig = FsStorageConfig | DriverStorageConfig
+
+/** Whether the storage is a local directory (`[storage] type = "fs"`). */
+export const isFsStorage = (storage: StorageConfig): storage is FsStorageConfig => storage.type === "fs" && "dataPath" in storage
+
+/** The built-in cloud storage types (their drivers are packages of their own, loaded on first use). */
+export const CLOUD_STORAGE_TYPES: ReadonlyArray<string> = ["s3", "gcs", "azblob"]
+
 export interface ClusterConfig {
   /** Absolute path of the cluster file. */
   readonly file: string
   readonly name: string
   readonly meta: MetaConfig
-  readonly storage: FsStorageConfig
+  readonly storage: StorageConfig
 }
 
 const Top = Schema.Struct({
@@ -154,9 +174,15 @@ const fixes: Record<string, string> = {
   "meta.dial_timeout_ms": "set `dial_timeout_ms = 5000` in [meta]: milliseconds to wait for a connection to etcd",
   "meta.request_timeout_ms": "set `request_timeout_ms = 30000` in [meta]: milliseconds to wait for one etcd request",
   storage: 'add a [storage] table, e.g.\n  [storage]\n  type = "fs"\n  [storage.fs]\n  data_path = "./data"',
-  "storage.type": 'set `type = "fs"` in [storage]',
+  "storage.type": 'set `type = "fs"`, "s3", "gcs" or "azblob" in [storage] (or a driver module: "./drivers/my-store.js", "bendsave-driver-foo")',
   "storage.fs": 'add a [storage.fs] table with `data_path = "./data"`',
   "storage.fs.data_path": 'set `data_path = "./data"` in [storage.fs]: the storage root directory (relative to the cluster file)',
+}
+
+const cloudStorageFixes: Record<string, string> = {
+  s3: 'add\n  [storage.s3]\n  bucket = "<bucket>"\n  root = "/<prefix>"            # optional\n  endpoint_url = "http://host:port" # S3-compatible servers only\n  region = "us-east-1"',
+  gcs: 'add\n  [storage.gcs]\n  bucket = "<bucket>"\n  root = "/<prefix>"            # optional',
+  azblob: 'add\n  [storage.azblob]\n  container = "<container>"\n  root = "/<prefix>"            # optional\n  account_name = "<account>"',
 }
 
 const knownKeys: Record<string, ReadonlyArray<string>> = {
@@ -398,7 +424,19 @@ export const parseClusterConfig = (
   } else {
     return unsupported(absFile, "meta.type", top.meta.type, "local, etcd")
   }
-  if (top.storage.type !== "fs") return unsupported(absFile, "storage.type", top.storage.type, "fs")
+  if (top.storage.type !== "fs") {
+    const { type, ...tables } = record.storage as Record<string, unknown>
+    if (CLOUD_STORAGE_TYPES.includes(top.storage.type)) {
+      const other = Object.keys(tables).find((k) => k !== top.storage.type)
+      if (other !== undefined) {
+        return configError(absFile, `storage.${other}`, `unknown key in [storage] (the storage type is '${type}')`, `remove it; the ${type} options go in [storage.${type}]`)
+      }
+      if (typeof tables[top.storage.type] !== "object" || tables[top.storage.type] === null || Array.isArray(tables[top.storage.type])) {
+        return configError(absFile, `storage.${type}`, "missing required table", cloudStorageFixes[top.storage.type])
+      }
+    }
+    return { file: absFile, name: top.name ?? basename(absFile, extname(absFile)), meta, storage: { type: top.storage.type, tables } }
+  }
   const storage = decodeSection(FsStorage, record.storage, absFile, ["storage"])
   if (storage instanceof ClusterConfigError) return storage
   return {

@@ -2,29 +2,33 @@
  * Registry: the one explicit list of drivers, and how repository URLs and
  * cluster files become opened stores.
  *
- * Repository URLs: a plain path or `fs:///abs/path` (local directory), or
- * `memory://<name>` (in-process, for tests and library users). Cloud schemes
- * (`s3://`, `gs://`, `azblob://`) are recognised and reported as not yet
- * available in this version.
+ * Repository URLs: a plain path or `fs:///abs/path` (local directory),
+ * `memory://<name>` (in-process, for tests and library users), or the scheme
+ * of a storage driver (StorageDriver.ts): `s3://`, `gs://`, `azblob://` (the
+ * driver packages, imported on first use) or a plugin's registered scheme.
+ * Cluster storage: `[storage] type = "fs"` is built in; any other type is
+ * opened through its storage driver (`openStorage`).
  *
  * Meta drivers: `local` is built in; `etcd` lives in the package
  * `@bendsave/meta-etcd`, which is imported the first time an etcd cluster is
  * opened (so local clusters never load gRPC). Core does not depend on it: it
  * must be installed next to core (the CLI depends on it).
  */
-import { resolve } from "node:path"
+import { dirname, resolve } from "node:path"
+import process from "node:process"
 import { fileURLToPath } from "node:url"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type { BlobStore, BlobStoreError } from "./BlobStore.ts"
 import type { Cluster } from "./Backup.ts"
-import { type ClusterConfig, ClusterConfigError, type EtcdMetaConfig } from "./ClusterConfig.ts"
+import { type ClusterConfig, ClusterConfigError, type DriverStorageConfig, type EtcdMetaConfig, isFsStorage } from "./ClusterConfig.ts"
 import { makeFsBlobStore } from "./drivers/FsBlobStore.ts"
 import { makeLocalMetaStore } from "./drivers/LocalMetaStore.ts"
 import { makeMemoryBlobStore } from "./drivers/MemoryBlobStore.ts"
 import type { MetaStore, MetaStoreError } from "./MetaStore.ts"
 import { MANIFEST_PREFIX, MANIFEST_SUFFIX, openRepository, RepositoryError } from "./Repository.ts"
+import { knownStorageSchemes, openDriverStore, resolveStorageDriverByScheme, resolveStorageDriverByType, type StorageDriverError } from "./StorageDriver.ts"
 
 /** A repository URL or manifest reference that cannot be used. */
 export class LocationError extends Schema.TaggedError<LocationError>()("LocationError", {
@@ -55,12 +59,6 @@ export const memoryStore = (name: string): BlobStore => {
   return store
 }
 
-const plannedSchemes: Record<string, string> = {
-  "s3:": "Amazon S3 and S3-compatible storage",
-  "gs:": "Google Cloud Storage",
-  "azblob:": "Azure Blob Storage",
-}
-
 /** The repository drivers, by scheme. A duplicate scheme is a bug. */
 export const repositoryDrivers: ReadonlyArray<RepositoryDriver> = [
   {
@@ -88,6 +86,12 @@ export const repositoryDrivers: ReadonlyArray<RepositoryDriver> = [
 
 const URL_LIKE = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//
 
+/** The URL without user info (never print a secret someone put there). */
+const redactUrl = (input: string): string => input.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/@]*@/, "$1***@")
+
+const locationErrorOf = (input: string, e: StorageDriverError) =>
+  new LocationError({ input: redactUrl(input), detail: e.key === "" ? e.detail : `option '${e.key}': ${e.detail}`, fix: e.fix })
+
 /** The BlobStore a repository URL (or plain path) names. */
 export const openRepositoryStore = (input: string, options: { readonly create?: boolean } = {}) =>
   Effect.gen(function* () {
@@ -106,15 +110,27 @@ export const openRepositoryStore = (input: string, options: { readonly create?: 
     }
     const driver = repositoryDrivers.find((d) => d.schemes.includes(url.protocol))
     if (driver !== undefined) return yield* driver.open(url, input, create)
-    const planned = plannedSchemes[url.protocol]
-    if (planned !== undefined) {
-      return yield* new LocationError({
-        input,
-        detail: `${planned} repositories (${url.protocol}//) are not available in this version of bendsave`,
-        fix: "use a local path or fs:///path repository for now",
-      })
+    const scheme = url.protocol.slice(0, -1)
+    const storageDriver = yield* resolveStorageDriverByScheme(scheme, process.cwd()).pipe(Effect.mapError((e) => locationErrorOf(input, e)))
+    if (storageDriver !== undefined) {
+      if (storageDriver.fromUrl === undefined) {
+        return yield* new LocationError({ input, detail: `the storage driver '${storageDriver.name}' takes no URLs`, fix: "name it in a cluster file instead" })
+      }
+      let raw: Record<string, unknown>
+      try {
+        raw = storageDriver.fromUrl(url, process.env)
+      } catch (cause) {
+        return yield* new LocationError({
+          input: redactUrl(input),
+          detail: cause instanceof Error ? cause.message : String(cause),
+          fix: `write ${scheme}://<bucket or container>/<prefix>?<option>=<value>`,
+        })
+      }
+      return yield* openDriverStore(storageDriver, raw, { source: "url", create, baseDir: process.cwd(), env: process.env }).pipe(
+        Effect.mapError((e) => (e._tag === "StorageDriverError" ? locationErrorOf(input, e) : e)),
+      )
     }
-    const known = repositoryDrivers.flatMap((d) => d.schemes.map((s) => `${s}//`)).join(", ")
+    const known = knownStorageSchemes().map((s) => `${s}://`).join(", ")
     return yield* new LocationError({
       input,
       detail: `unknown repository scheme '${url.protocol.slice(0, -1)}'`,
@@ -146,6 +162,12 @@ export const openRepositoryAt = (input: string, options: { readonly create?: boo
  * anything else is a repository (backup id undefined).
  */
 export const parseBackupReference = (input: string): { readonly repository: string; readonly backupId?: string } => {
+  // The query of a URL holds driver options (s3://b/p/manifests/x.manifest?endpoint=...): they belong to the repository.
+  const queryAt = URL_LIKE.test(input) ? input.indexOf("?") : -1
+  if (queryAt >= 0) {
+    const ref = parseBackupReference(input.slice(0, queryAt))
+    return { ...ref, repository: ref.repository + input.slice(queryAt) }
+  }
   const trimmed = input.replace(/\/+$/, "")
   const marker = `/${MANIFEST_PREFIX}`
   const at = trimmed.lastIndexOf(marker)
@@ -244,11 +266,51 @@ export const openMeta = (
 export const openCluster = (config: ClusterConfig, options: { readonly create?: boolean } = {}) =>
   Effect.gen(function* () {
     const meta = yield* openMeta(config, options)
-    const storage = yield* makeFsBlobStore(config.storage.dataPath, { create: options.create }).pipe(
+    const storage = yield* openStorage(config, options)
+    return { name: config.name, meta, storage } satisfies Cluster
+  })
+
+/**
+ * Opens the storage of a cluster file: the fs directory, or the store of the
+ * type's driver (built-in cloud type or plugin), whose options are the table
+ * `[storage.<driver name>]`. A missing fs directory (without `create`), an
+ * unknown driver or a bad option is a ClusterConfigError naming the key.
+ * Clients are closed when the scope closes.
+ */
+export const openStorage = (
+  config: ClusterConfig,
+  options: { readonly create?: boolean } = {},
+): Effect.Effect<BlobStore, BlobStoreError | ClusterConfigError, Scope.Scope> => {
+  const storage = config.storage
+  if (isFsStorage(storage)) {
+    return makeFsBlobStore(storage.dataPath, { create: options.create }).pipe(
       Effect.catchIf(
         (e) => e.reason === "NotFound",
-        () => Effect.fail(missingDirectory(config, "storage.fs.data_path", config.storage.dataPath)),
+        () => Effect.fail(missingDirectory(config, "storage.fs.data_path", storage.dataPath)),
       ),
     )
-    return { name: config.name, meta, storage } satisfies Cluster
+  }
+  return openDriverStorage(config, storage, options.create === true)
+}
+
+const openDriverStorage = (config: ClusterConfig, storage: DriverStorageConfig, create: boolean) =>
+  Effect.gen(function* () {
+    const baseDir = dirname(config.file)
+    const toConfigError = (key: string) => (e: StorageDriverError) => new ClusterConfigError({ file: config.file, key, detail: e.detail, fix: e.fix })
+    const driver = yield* resolveStorageDriverByType(storage.type, baseDir).pipe(Effect.mapError(toConfigError("storage.type")))
+    const other = Object.keys(storage.tables).find((k) => k !== driver.name)
+    if (other !== undefined) {
+      return yield* new ClusterConfigError({
+        file: config.file,
+        key: `storage.${other}`,
+        detail: `unknown key in [storage] (the storage driver is '${driver.name}')`,
+        fix: `remove it; the driver's options go in [storage.${driver.name}]`,
+      })
+    }
+    const table = storage.tables[driver.name] ?? {}
+    return yield* openDriverStore(driver, table, { source: "cluster", create, baseDir, env: process.env }).pipe(
+      Effect.mapError((e) =>
+        e._tag === "StorageDriverError" ? toConfigError(e.key === "" ? `storage.${driver.name}` : `storage.${driver.name}.${e.key}`)(e) : e,
+      ),
+    )
   })

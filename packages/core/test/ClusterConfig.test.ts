@@ -62,10 +62,28 @@ describe("ClusterConfig", () => {
     expect(e.message).toMatch(/line 1/)
   })
 
-  it("reports driver types this version does not have", () => {
-    const e = error(good.replace('type = "fs"', 'type = "s3"'))
-    expect(e.key).toBe("storage.type")
-    expect(e.message).toContain("s3")
+  it("cloud storage types need their own options table, and only it", () => {
+    const missing = error(good.replace('type = "fs"', 'type = "s3"').replace("[storage.fs]", "[storage.x]"))
+    expect(missing.key).toBe("storage.x")
+    const noTable = error(good.replace('type = "fs"', 'type = "gcs"').replace(/\[storage\.fs\][^[]*/, ""))
+    expect(noTable.key).toBe("storage.gcs")
+    expect(noTable.detail).toBe("missing required table")
+    expect(noTable.fix).toContain("bucket")
+  })
+
+  it("keeps the options of a cloud or plugin storage type for its driver (validated when it loads)", () => {
+    const s3 = parseClusterConfig(
+      good.replace(/\[storage\][\s\S]*/, '[storage]\ntype = "s3"\n[storage.s3]\nbucket = "prod-data"\nroot = "/cluster"\n'),
+      "/etc/bendsave/prod.toml",
+    )
+    if (s3 instanceof ClusterConfigError) throw s3
+    expect(s3.storage).toEqual({ type: "s3", tables: { s3: { bucket: "prod-data", root: "/cluster" } } })
+    const plugin = parseClusterConfig(
+      good.replace(/\[storage\][\s\S]*/, '[storage]\ntype = "./drivers/my-store.js"\n[storage.mystore]\ndir = "x"\n'),
+      "/etc/bendsave/prod.toml",
+    )
+    if (plugin instanceof ClusterConfigError) throw plugin
+    expect(plugin.storage).toEqual({ type: "./drivers/my-store.js", tables: { mystore: { dir: "x" } } })
   })
 })
 

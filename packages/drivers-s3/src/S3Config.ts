@@ -162,7 +162,8 @@ export const resolveS3Settings = (options: S3Options, env: Readonly<Record<strin
 }
 
 /** Where the store lives, for messages and `location` (never a secret). */
-export const describeS3Location = (settings: S3Settings): string => `s3://${settings.bucket}/${settings.prefix}`
+export const describeS3Location = (settings: S3Settings): string =>
+  settings.prefix === "" ? `s3://${settings.bucket}` : `s3://${settings.bucket}/${settings.prefix.slice(0, -1)}`
 
 export const describeS3Service = (settings: S3Settings): string =>
   settings.endpoint === undefined ? `Amazon S3 (region ${settings.region})` : `the S3 server at ${settings.endpoint} (region ${settings.region})`

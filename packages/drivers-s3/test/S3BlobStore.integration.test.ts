@@ -112,7 +112,7 @@ describe("S3 driver on Ceph radosgw", () => {
     const listed = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: `${root}/` }))
     client.destroy()
     expect(listed.Contents?.map((o) => o.Key)).toEqual([`${root}/a/b.txt`])
-    expect(store.location).toBe(`s3://${bucket}/${root}/`)
+    expect(store.location).toBe(`s3://${bucket}/${root}`)
     expect(JSON.stringify(store)).not.toContain("TESTSECRETKEY")
   })
 
