@@ -13,7 +13,10 @@
  *
  * # Replace
  * The input is read twice. The first pass only checks it (ascending bytewise
- * order, no duplicates, no stream error): a bad input writes nothing. The
+ * order, no duplicates, no stream error) and fingerprints it (count and
+ * SHA-256): a bad input writes nothing, and a second read that differs (a
+ * one-shot source already drained) is refused before the keys after the
+ * input's last one are removed. The
  * second pass merges it with the current keyspace, read in pages pinned to one
  * revision R0, and writes the differences in transactions of at most
  * `txnOps` operations and about `txnBytes` bytes of keys and values (etcd's
@@ -44,6 +47,7 @@
  * no message contains the password.
  */
 import { Buffer } from "node:buffer"
+import { createHash } from "node:crypto"
 import { compareBytes, displayKey, type MetaDiff, type MetaEntry, type MetaStore, MetaStoreError } from "@bendsave/core"
 import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, noop, retry } from "cockatiel"
 import * as Effect from "effect/Effect"
@@ -168,6 +172,35 @@ const nearbyPrefixes = <E>(
     }
     return []
   })
+
+/** Count and SHA-256 of an entry sequence: the two reads of a replace's input must agree. */
+interface InputFingerprint {
+  count: number
+  add(entry: MetaEntry): void
+  sameAs(other: InputFingerprint): boolean
+  digest(): string
+}
+
+const makeFingerprint = (): InputFingerprint => {
+  const hash = createHash("sha256")
+  const lengths = new DataView(new ArrayBuffer(8))
+  let digest: string | undefined
+  const fingerprint: InputFingerprint = {
+    count: 0,
+    add: (entry) => {
+      fingerprint.count++
+      lengths.setUint32(0, entry.key.length)
+      lengths.setUint32(4, entry.value.length)
+      hash.update(new Uint8Array(lengths.buffer)).update(entry.key).update(entry.value)
+    },
+    digest: () => {
+      digest ??= hash.digest("hex")
+      return digest
+    },
+    sameAs: (other) => fingerprint.count === other.count && fingerprint.digest() === other.digest(),
+  }
+  return fingerprint
+}
 
 const unavailable = (error: Error): boolean => error instanceof GRPCUnavailableError || (error as { code?: unknown }).code === 14
 
@@ -362,18 +395,18 @@ export const makeEtcdMetaStore = Effect.fnUntraced(function* (
   // --- replace ----------------------------------------------------------------------------------
 
   /** First pass: the input in ascending bytewise order without duplicates (and no stream error). */
-  const checkInput = <E>(entries: Stream.Stream<MetaEntry, E>): Effect.Effect<void, MetaStoreError | E> => {
+  const checkInput = <E>(entries: Stream.Stream<MetaEntry, E>): Effect.Effect<InputFingerprint, MetaStoreError | E> => {
     let previous: Uint8Array | undefined
-    let count = 0
+    const fingerprint = makeFingerprint()
     return Stream.runForEachArray(entries, (chunk): Effect.Effect<void, MetaStoreError> => {
       for (const entry of chunk) {
         const problem = orderProblem(previous, entry.key)
-        if (problem !== undefined) return Effect.fail(inputError(problem, count))
+        if (problem !== undefined) return Effect.fail(inputError(problem, fingerprint.count))
         previous = entry.key
-        count++
+        fingerprint.add(entry)
       }
       return Effect.void
-    })
+    }).pipe(Effect.as(fingerprint))
   }
 
   const orderProblem = (previous: Uint8Array | undefined, key: Uint8Array): string | undefined => {
@@ -440,7 +473,8 @@ export const makeEtcdMetaStore = Effect.fnUntraced(function* (
   const replace = <E>(entries: Stream.Stream<MetaEntry, E>, replaceOptions?: { readonly dryRun?: boolean }): Effect.Effect<MetaDiff, MetaStoreError | E> =>
     Effect.gen(function* () {
       const dryRun = replaceOptions?.dryRun === true
-      if (!dryRun) yield* checkInput(entries)
+      const checked = dryRun ? undefined : yield* checkInput(entries)
+      const fingerprint = makeFingerprint()
 
       const counts = { added: 0, changed: 0, removed: 0, unchanged: 0 }
       const sample = { added: [] as Array<string>, changed: [] as Array<string>, removed: [] as Array<string> }
@@ -526,6 +560,7 @@ export const makeEtcdMetaStore = Effect.fnUntraced(function* (
             if (problem !== undefined) return yield* inputError(problem, inputCount)
             previous = entry.key
             inputCount++
+            fingerprint.add(entry)
             const full = fullKey(entry.key)
             // Every current key before this one is removed.
             let current: IKeyValue | undefined
@@ -555,6 +590,17 @@ export const makeEtcdMetaStore = Effect.fnUntraced(function* (
           }
         }),
       )
+      // A stream that gives other entries the second time (a one-shot source already drained, say)
+      // must not make the rest of the keyspace look removed.
+      if (checked !== undefined && !checked.sameAs(fingerprint)) {
+        return yield* fail(
+          "replace",
+          "InvalidInput",
+          `the entries stream gave different entries when it was read again (${checked.count} entries, then ${fingerprint.count}): ` +
+            `a replace reads its input twice (a check, then the writes), so it must be re-runnable; ${progress.committed} transactions were committed`,
+          "pass a stream that gives the same entries every time it runs (e.g. Stream.fromIterable over an array, or pages re-read from storage)",
+        )
+      }
       // The rest of the current keyspace is removed.
       while (true) {
         if (!cursor.ready()) yield* cursor.fetch

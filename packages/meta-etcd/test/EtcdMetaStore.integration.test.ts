@@ -306,6 +306,26 @@ describe("etcd meta driver", () => {
     }
   })
 
+  it("a one-shot input stream (drained by the check pass) is refused and removes nothing", async () => {
+    const { endpoints } = etcdEndpoints()
+    const prefix = randomPrefix("one-shot")
+    const { store, close } = await open({ endpoints: [endpoints], prefix, create: true })
+    try {
+      const entries = Array.from({ length: 300 }, (_, i) => ({ key: utf8(`k${String(i).padStart(3, "0")}`), value: utf8(`v${i}`) }))
+      await run(store.replace(Stream.fromIterable(entries)))
+      function* once() {
+        yield* entries
+      }
+      const error = await runError(store.replace(Stream.fromIterable(once())))
+      expect(error.reason).toBe("InvalidInput")
+      expect(error.detail).toContain("gave different entries when it was read again (300 entries, then 0)")
+      expect(show(relativeTo(prefix, etcdctlGetPrefix(endpoints, prefix)))).toEqual(show(entries))
+    } finally {
+      etcdctlOk(endpoints, ["del", prefix, "--prefix"])
+      await close()
+    }
+  })
+
   it("never touches keys outside the prefix, also when the prefix ends in 0xff bytes", async () => {
     const { endpoints } = etcdEndpoints()
     const raw = rawClient(endpoints)
