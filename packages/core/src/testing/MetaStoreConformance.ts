@@ -158,6 +158,36 @@ export const metaStoreConformance = (name: string, setup: () => Promise<MetaStor
     )
 
     it(
+      "snapshot stays at its revision while writes land between the entries it streams",
+      withStore(async (fixture) => {
+        const { store } = fixture
+        const base = sortEntries(Array.from({ length: 3000 }, (_, i) => entry(`k/${String(i).padStart(5, "0")}`, `v${i}`)))
+        await replace(store, base)
+        const snapshot = await run(store.snapshot())
+        const seen: Array<MetaEntry> = []
+        let writes = 0
+        // Every 250 entries, change keys already streamed and keys still to come, delete one, add one.
+        await run(
+          Stream.runForEach(snapshot.entries, (e) =>
+            Effect.promise(async () => {
+              seen.push(e)
+              if (seen.length % 250 !== 0) return
+              const n = seen.length
+              await writeBehind(fixture, utf8(`k/${String(n - 100).padStart(5, "0")}`), utf8("changed behind"))
+              await writeBehind(fixture, utf8(`k/${String(Math.min(n + 100, 2999)).padStart(5, "0")}`), utf8("changed ahead"))
+              await writeBehind(fixture, utf8(`k/${String(Math.min(n + 50, 2999)).padStart(5, "0")}`), undefined)
+              await writeBehind(fixture, utf8(`k/${String(Math.min(n + 10, 2999)).padStart(5, "0")}a`), utf8("added ahead"))
+              writes += 4
+            }),
+          ),
+        )
+        expect(writes).toBeGreaterThan(0)
+        expect(show(seen)).toEqual(show(base))
+        expect((await current(store)).revision).toBeGreaterThan(snapshot.revision)
+      }),
+    )
+
+    it(
       "replace makes the keyspace equal to the given entries exactly and reports the diff",
       withStore(async ({ store }) => {
         expect(await replace(store, initialEntries)).toEqual({
