@@ -28,8 +28,8 @@
  * - `delete` of a missing key succeeds (deletes are idempotent).
  */
 import type * as Effect from "effect/Effect"
-import type * as Stream from "effect/Stream"
 import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 
 /** Why a storage operation failed. */
 export const BlobStoreErrorReason = Schema.Literals([
@@ -144,3 +144,101 @@ export const keyProblem = (key: string): string | undefined => {
 
 /** True when `key` is a valid relative key (see `keyProblem`). */
 export const isValidKey = (key: string): boolean => keyProblem(key) === undefined
+
+/** Ascending bytewise order of the UTF-8 encodings of two keys (the order `list` must produce). */
+export const compareKeysBytewise = (a: string, b: string): number => {
+  // Code point order is UTF-8 byte order; it differs from JavaScript's UTF-16 order only after a
+  // surrogate pair or a character from U+E000 on.
+  const n = Math.min(a.length, b.length)
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i)
+    const y = b.charCodeAt(i)
+    if (x === y) continue
+    if (x >= 0xd800 && y >= 0xd800) return (a.codePointAt(i) ?? x) - (b.codePointAt(i) ?? y)
+    return x - y
+  }
+  return a.length - b.length
+}
+
+/**
+ * Puts a listing that arrives in UTF-16 code unit order (what some services
+ * and emulators produce) or in bytewise order into bytewise order, page by
+ * page: `push` each page as it comes and `end` after the last one. The two
+ * orders differ only among keys that share a prefix up to a character from
+ * U+D800 on, and such keys arrive together in either order, so only that
+ * group is held back and sorted: memory is the largest such group, not the
+ * listing.
+ */
+export const makeBytewiseListingOrder = <A extends { readonly key: string }>() => {
+  let group: Array<A> = []
+  let groupPrefix: string | undefined
+  const flush = (out: Array<A>) => {
+    if (group.length > 0) out.push(...group.sort((a, b) => compareKeysBytewise(a.key, b.key)))
+    group = []
+    groupPrefix = undefined
+  }
+  return {
+    push: (page: ReadonlyArray<A>): Array<A> => {
+      const out: Array<A> = []
+      for (const item of page) {
+        let i = 0
+        while (i < item.key.length && item.key.charCodeAt(i) < 0xd800) i++
+        const prefix = i < item.key.length ? item.key.slice(0, i) : undefined
+        if (groupPrefix !== undefined && prefix !== groupPrefix) flush(out)
+        if (prefix === undefined) out.push(item)
+        else {
+          groupPrefix = prefix
+          group.push(item)
+        }
+      }
+      return out
+    },
+    end: (): Array<A> => {
+      const out: Array<A> = []
+      flush(out)
+      return out
+    },
+  }
+}
+
+/**
+ * A put's body cut into parts of exactly `partSize` bytes (the last one
+ * shorter; an empty body gives one empty part), for drivers that upload in
+ * blocks or parts. Parts of a streamed body are fresh buffers; parts of an
+ * in-memory body are views of it.
+ */
+export const bodyParts = (body: Body, partSize: number): Stream.Stream<Uint8Array, BlobStoreError> => {
+  if (body instanceof Uint8Array) {
+    const parts: Array<Uint8Array> = []
+    for (let offset = 0; offset < body.length; offset += partSize) parts.push(body.subarray(offset, Math.min(body.length, offset + partSize)))
+    return Stream.fromIterable(parts.length === 0 ? [new Uint8Array(0)] : parts)
+  }
+  interface State {
+    part: Uint8Array
+    filled: number
+    emitted: number
+  }
+  return body.pipe(
+    Stream.mapAccum(
+      (): State => ({ part: new Uint8Array(partSize), filled: 0, emitted: 0 }),
+      (state, chunk: Uint8Array) => {
+        const out: Array<Uint8Array> = []
+        let offset = 0
+        while (offset < chunk.length) {
+          const n = Math.min(partSize - state.filled, chunk.length - offset)
+          state.part.set(chunk.subarray(offset, offset + n), state.filled)
+          state.filled += n
+          offset += n
+          if (state.filled === partSize) {
+            out.push(state.part)
+            state.emitted++
+            state.part = new Uint8Array(partSize)
+            state.filled = 0
+          }
+        }
+        return [state, out] as const
+      },
+      { onHalt: (state) => (state.filled > 0 || state.emitted === 0 ? [state.part.subarray(0, state.filled)] : []) },
+    ),
+  )
+}
