@@ -1,0 +1,160 @@
+/**
+ * GcsConfig: the options of the Google Cloud Storage driver, from a cluster
+ * file's `[storage.gcs]` table (Databend's keys) or a `gs://` repository URL.
+ *
+ * ```toml
+ * [storage]
+ * type = "gcs"
+ * [storage.gcs]
+ * bucket = "prod-data"
+ * root = "/cluster"                       # object name prefix (optional)
+ * credential_path = "./sa-key.json"       # or `credential` (Databend: the key JSON, base64);
+ *                                         # none: Application Default Credentials
+ * project_id = "my-project"               # optional
+ * endpoint_url = "http://127.0.0.1:4443"  # optional: emulators, private endpoints
+ * ```
+ *
+ * URLs take `?endpoint=` and `?project=`; credentials come from
+ * GOOGLE_APPLICATION_CREDENTIALS or the other Application Default
+ * Credentials, and STORAGE_EMULATOR_HOST points everything at an emulator
+ * (no credentials then). Secrets are `Redacted` and never printed.
+ */
+import { isAbsolute, resolve } from "node:path"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+
+const Options = Schema.Struct({
+  bucket: Schema.NonEmptyString,
+  root: Schema.optional(Schema.String),
+  endpoint_url: Schema.optional(Schema.NonEmptyString),
+  credential: Schema.optional(Schema.RedactedFromValue(Schema.NonEmptyString)),
+  credential_path: Schema.optional(Schema.NonEmptyString),
+  project_id: Schema.optional(Schema.NonEmptyString),
+  upload_checksum: Schema.optional(Schema.Literals(["md5", "none"])),
+})
+
+export type GcsOptions = typeof Options.Type
+
+export const GcsOptionsSchema = Schema.toStandardSchemaV1(Options, { parseOptions: { onExcessProperty: "error" } })
+
+export const GCS_SECRET_KEYS = ["credential"] as const
+
+export const GCS_OPTIONS_HELP = [
+  "bucket (required)",
+  "root: object name prefix",
+  "credential_path: a service account key file (JSON)",
+  "credential: the key JSON, base64-encoded (Databend's form)",
+  "project_id",
+  "endpoint_url: http(s)://host:port of an emulator or private endpoint",
+  'upload_checksum: "md5" | "none"',
+]
+
+/** `gs://bucket/prefix?endpoint=...&project=...` → raw options. */
+export const gcsOptionsFromUrl = (url: URL): Record<string, unknown> => {
+  if (url.username !== "" || url.password !== "") throw new Error("credentials do not belong in the URL: set GOOGLE_APPLICATION_CREDENTIALS (or use gcloud's application default credentials)")
+  if (url.hostname === "") throw new Error("the URL names no bucket: write gs://<bucket>/<prefix>")
+  const options: Record<string, unknown> = { bucket: decodeURIComponent(url.hostname), root: decodeURIComponent(url.pathname) }
+  for (const [name, value] of url.searchParams) {
+    switch (name) {
+      case "endpoint":
+      case "endpoint_url":
+        options.endpoint_url = value
+        break
+      case "project":
+      case "project_id":
+        options.project_id = value
+        break
+      case "upload_checksum":
+        options.upload_checksum = value
+        break
+      default:
+        throw new Error(`unknown query parameter '${name}' (known: endpoint, project, upload_checksum; credentials come from the environment)`)
+    }
+  }
+  return options
+}
+
+export interface GcsSettings {
+  readonly bucket: string
+  /** Object name prefix: "" or "a/b/". */
+  readonly prefix: string
+  /** The API endpoint (an emulator's, or a private one); undefined: Google's. */
+  readonly endpoint: string | undefined
+  readonly emulator: boolean
+  readonly projectId: string | undefined
+  readonly credentials:
+    | { readonly kind: "keyFile"; readonly path: string }
+    | { readonly kind: "json"; readonly json: Redacted.Redacted<string> }
+    | { readonly kind: "default" }
+    | { readonly kind: "none" }
+  /** Where the credentials came from, for messages. */
+  readonly credentialFrom: string
+  readonly uploadChecksum: "md5" | "none"
+}
+
+export const rootToPrefix = (root: string | undefined): string => {
+  const trimmed = (root ?? "").replace(/^\/+/, "").replace(/\/+$/, "")
+  if (trimmed === "") return ""
+  for (const segment of trimmed.split("/")) {
+    if (segment === "" || segment === "." || segment === "..") throw Object.assign(new Error(`the root '${root}' has an empty, '.' or '..' segment`), { key: "root" })
+  }
+  return `${trimmed}/`
+}
+
+/** Applies defaults; relative key files resolve against `baseDir`. Throws an Error with a `key` for what cannot work. */
+export const resolveGcsSettings = (options: GcsOptions, env: Readonly<Record<string, string | undefined>>, baseDir: string): GcsSettings => {
+  if (options.credential !== undefined && options.credential_path !== undefined) {
+    throw Object.assign(new Error("give credential or credential_path, not both"), { key: "credential" })
+  }
+  let endpoint = options.endpoint_url ?? (env.STORAGE_EMULATOR_HOST || undefined)
+  const emulator = options.endpoint_url === undefined && endpoint !== undefined
+  if (endpoint !== undefined) {
+    if (!/^https?:\/\//.test(endpoint)) endpoint = `http://${endpoint}`
+    try {
+      new URL(endpoint)
+    } catch {
+      throw Object.assign(new Error(`'${endpoint}' is not a URL`), { key: "endpoint_url" })
+    }
+    endpoint = endpoint.replace(/\/+$/, "")
+  }
+  let credentials: GcsSettings["credentials"]
+  let credentialFrom: string
+  if (options.credential !== undefined) {
+    let json: string
+    const raw = Redacted.value(options.credential).trim()
+    try {
+      json = raw.startsWith("{") ? raw : Buffer.from(raw, "base64").toString("utf8")
+      JSON.parse(json)
+    } catch {
+      throw Object.assign(new Error("is neither a service account key (JSON) nor its base64 encoding (the value is not shown)"), { key: "credential" })
+    }
+    credentials = { kind: "json", json: Redacted.make(json) }
+    credentialFrom = "credential in the cluster file"
+  } else if (options.credential_path !== undefined) {
+    credentials = { kind: "keyFile", path: isAbsolute(options.credential_path) ? options.credential_path : resolve(baseDir, options.credential_path) }
+    credentialFrom = `the key file ${credentials.path}`
+  } else if (endpoint !== undefined) {
+    // Emulators and private endpoints given without credentials: no authentication.
+    credentials = { kind: "none" }
+    credentialFrom = "no credentials (emulator)"
+  } else {
+    credentials = { kind: "default" }
+    credentialFrom = env.GOOGLE_APPLICATION_CREDENTIALS ? `GOOGLE_APPLICATION_CREDENTIALS (${env.GOOGLE_APPLICATION_CREDENTIALS})` : "Application Default Credentials"
+  }
+  return {
+    bucket: options.bucket,
+    prefix: rootToPrefix(options.root),
+    endpoint,
+    emulator,
+    projectId: options.project_id ?? (env.GOOGLE_CLOUD_PROJECT || env.GCLOUD_PROJECT || undefined),
+    credentials,
+    credentialFrom,
+    uploadChecksum: options.upload_checksum ?? "md5",
+  }
+}
+
+export const describeGcsLocation = (settings: GcsSettings): string =>
+  settings.prefix === "" ? `gs://${settings.bucket}` : `gs://${settings.bucket}/${settings.prefix.slice(0, -1)}`
+
+export const describeGcsService = (settings: GcsSettings): string =>
+  settings.endpoint === undefined ? "Google Cloud Storage" : settings.emulator ? `the GCS emulator at ${settings.endpoint}` : `Google Cloud Storage at ${settings.endpoint}`
