@@ -23,7 +23,7 @@ const newestSource = (dir) => {
 const bundleIsFresh = () => {
   try {
     const built = statSync(here("../dist/bendsave.mjs")).mtimeMs
-    return built >= Math.max(newestSource(here("../src")), newestSource(here("../../core/src")))
+    return built >= Math.max(newestSource(here("../src")), newestSource(here("../../core/src")), newestSource(here("../../meta-etcd/src")))
   } catch {
     return false
   }

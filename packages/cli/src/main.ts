@@ -27,6 +27,7 @@ import {
   parseBackupReference,
   parseMetaLines,
   readManifest,
+  registerEtcdMetaDriver,
   restore,
   TOOL_VERSION,
   verify,
@@ -47,6 +48,9 @@ import * as Stream from "effect/Stream"
 import { Argument, CliOutput, Command, Flag } from "effect/cli"
 import { quickstart } from "./Quickstart.ts"
 import { describeError, formatBytes, makeProgressBar, table } from "./Render.ts"
+
+// The etcd meta driver: a chunk of the bundle of its own, loaded only when a cluster file names etcd.
+registerEtcdMetaDriver(() => import("@bendsave/meta-etcd").then((m) => m.etcdMetaDriver))
 
 /** Raised after an error was printed, so the process exits non-zero. */
 class Reported extends Schema.TaggedError<Reported>()("Reported", {}) {}

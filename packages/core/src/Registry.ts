@@ -205,6 +205,19 @@ export interface EtcdMetaDriverModule {
 export const ETCD_META_PACKAGE = "@bendsave/meta-etcd"
 
 let etcdDriver: Promise<EtcdMetaDriverModule> | undefined
+let etcdLoader: (() => Promise<EtcdMetaDriverModule>) | undefined
+
+/**
+ * Says how to load the etcd meta driver. The CLI passes a static
+ * `import("@bendsave/meta-etcd")`, so its bundle holds the driver in a chunk
+ * of its own that shares the bundle's `effect` and core (a driver imported
+ * from node_modules next to a bundle would bring second copies of both).
+ * Without it, the package is imported by name.
+ */
+export const registerEtcdMetaDriver = (load: () => Promise<EtcdMetaDriverModule>): void => {
+  etcdLoader = load
+  etcdDriver = undefined
+}
 
 /** Imports the etcd meta driver package (once). */
 export const loadEtcdMetaDriver = (config: ClusterConfig): Effect.Effect<EtcdMetaDriverModule, ClusterConfigError> =>
@@ -212,7 +225,7 @@ export const loadEtcdMetaDriver = (config: ClusterConfig): Effect.Effect<EtcdMet
     try: () => {
       // A variable specifier: core must not depend on the driver package at type level (it depends on core).
       const specifier: string = ETCD_META_PACKAGE
-      etcdDriver ??= (import(specifier) as Promise<EtcdMetaDriverModule>).catch((cause) => {
+      etcdDriver ??= (etcdLoader !== undefined ? etcdLoader() : (import(specifier) as Promise<EtcdMetaDriverModule>)).catch((cause) => {
         etcdDriver = undefined
         throw cause
       })
