@@ -9,6 +9,7 @@
 import { randomBytes } from "node:crypto"
 import { mkdir, writeFile } from "node:fs/promises"
 import { join } from "node:path"
+import { Etcd3 } from "etcd3"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import {
   type EtcdServer,
@@ -153,6 +154,46 @@ describe("bendsave with an etcd meta service", () => {
     expect(imported.added).toBe(42)
     const again = await bendsave(["meta", "export", "--cluster", copy], { cwd: dir })
     expect(again.stdout).toBe(exported.stdout)
+  })
+
+  it("a backup taken while writers keep changing keys restores to exactly etcdctl's view at the recorded revision", async () => {
+    const busyPrefix = prefix.replace("/prod/", "/busy/")
+    const busyPrefix2 = prefix2.replace("/restored/", "/busy-restored/")
+    const busy = await etcdCluster(dir, "busy.toml", { endpoints, prefix: busyPrefix, data: "data" })
+    const lines = Array.from({ length: 30_000 }, (_, i) => ({ key: `k/${String(i).padStart(6, "0")}`, value: `v${i}-${"x".repeat(i % 300)}` }))
+    await bendsaveJson(["meta", "import", "--cluster", busy, "--replace"], { cwd: dir, input: metaImportLines(lines) })
+    const writer = new Etcd3({ hosts: endpoints })
+    let writing = true
+    let writes = 0
+    const loop = (async () => {
+      while (writing) {
+        const i = Math.floor(Math.random() * 31_000)
+        const key = `${busyPrefix}k/${String(i).padStart(6, "0")}`
+        if (i % 7 === 0) await writer.delete().key(key)
+        else await writer.put(key).value(`changed ${writes}`)
+        writes++
+      }
+    })()
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      const taken = await bendsaveJson(["backup", "--from", busy, "--to", join(dir, "repo-busy")], { cwd: dir })
+      writing = false
+      await loop
+      expect(writes).toBeGreaterThan(20)
+      const atRevision = relative(busyPrefix, etcdctlGetPrefix(endpoints, busyPrefix, taken.meta_revision))
+      expect(taken.meta_keys).toBe(atRevision.length)
+      expect(relative(busyPrefix, etcdctlGetPrefix(endpoints, busyPrefix))).not.toEqual(atRevision)
+
+      const busyTarget = await etcdCluster(dir, "busy-restored.toml", { endpoints: endpoints2, prefix: busyPrefix2, data: "data-busy" })
+      await bendsaveJson(["restore", "--from", join(dir, "repo-busy"), "--to", busyTarget, "--confirm"], { cwd: dir })
+      expect(relative(busyPrefix2, etcdctlGetPrefix(endpoints2, busyPrefix2))).toEqual(atRevision)
+    } finally {
+      writing = false
+      await loop
+      writer.close()
+      etcdctlOk(endpoints, ["del", busyPrefix, "--prefix"])
+      etcdctlOk(endpoints2, ["del", busyPrefix2, "--prefix"])
+    }
   })
 
   it("an unreachable endpoint, an empty prefix and a prefix without keys are clear errors", async () => {
