@@ -206,14 +206,12 @@ const unavailable = (error: Error): boolean => error instanceof GRPCUnavailableE
 
 interface Batch {
   readonly ops: Array<IRequestOp>
-  /** First key of each op (for splitting and messages). */
-  readonly firstKeys: Array<Uint8Array>
   /** End (exclusive) of the key interval of each op. */
   readonly ends: Array<Uint8Array>
   bytes: number
 }
 
-const emptyBatch = (): Batch => ({ ops: [], firstKeys: [], ends: [], bytes: 0 })
+const emptyBatch = (): Batch => ({ ops: [], ends: [], bytes: 0 })
 
 /**
  * Connects to etcd and returns the store; the client is closed with the
@@ -423,7 +421,7 @@ export const makeEtcdMetaStore = Effect.fnUntraced(function* (
       `entries must be in ascending bytewise key order without duplicates: ${problem} (entry ${index}); nothing was written`,
     )
 
-  /** Commits one batch guarded on [lo, hi); splits it when etcd finds it too big. Returns the commit revision. */
+  /** Commits one batch guarded on [lo, hi); splits it when etcd finds it too big (and makes later batches smaller). */
   const commit = (batch: Batch, lo: Uint8Array, hi: Uint8Array, since: number, progress: { committed: number }): Effect.Effect<void, MetaStoreError> =>
     Effect.gen(function* () {
       const guard: ICompare = { target: "Mod", result: "Less", key: buf(lo), range_end: buf(hi), mod_revision: since + 1 }
@@ -431,20 +429,23 @@ export const makeEtcdMetaStore = Effect.fnUntraced(function* (
         try: () => client.kv.txn({ compare: [guard], success: batch.ops, failure: [] }),
         catch: (cause) => cause,
       }).pipe(
-        Effect.map((response) => ({ response, tooBig: false })),
+        Effect.map((response) => ({ response, tooMany: false, tooLarge: false })),
         Effect.catch((cause) => {
           const text = String((cause as Error)?.message)
-          const tooBig = text.includes("too many operations in txn request") || text.includes("request is too large") || text.includes("larger than max")
-          return tooBig && batch.ops.length > 1 ? Effect.succeed({ response: undefined, tooBig: true }) : Effect.fail(classifyError("replace", cause, context))
+          const tooMany = text.includes("too many operations in txn request")
+          const tooLarge = text.includes("request is too large") || text.includes("larger than max")
+          return (tooMany || tooLarge) && batch.ops.length > 1
+            ? Effect.succeed({ response: undefined, tooMany, tooLarge })
+            : Effect.fail(classifyError("replace", cause, context))
         }),
       )
-      if (outcome.tooBig) {
+      if (outcome.tooMany || outcome.tooLarge) {
         // Split in two at an op boundary; each half guards its own part of [lo, hi).
         const half = Math.floor(batch.ops.length / 2)
-        if (batch.ops.length <= txnOps) txnOps = Math.max(1, half)
-        txnBytes = Math.max(1, Math.min(txnBytes, Math.floor(batch.bytes / 2)))
-        const left: Batch = { ops: batch.ops.slice(0, half), firstKeys: batch.firstKeys.slice(0, half), ends: batch.ends.slice(0, half), bytes: batch.bytes / 2 }
-        const right: Batch = { ops: batch.ops.slice(half), firstKeys: batch.firstKeys.slice(half), ends: batch.ends.slice(half), bytes: batch.bytes / 2 }
+        if (outcome.tooMany) txnOps = Math.max(1, Math.min(txnOps, half))
+        if (outcome.tooLarge) txnBytes = Math.max(1, Math.min(txnBytes, Math.floor(batch.bytes / 2)))
+        const left: Batch = { ops: batch.ops.slice(0, half), ends: batch.ends.slice(0, half), bytes: batch.bytes / 2 }
+        const right: Batch = { ops: batch.ops.slice(half), ends: batch.ends.slice(half), bytes: batch.bytes / 2 }
         const middle = left.ends[left.ends.length - 1]
         yield* commit(left, lo, middle, since, progress)
         return yield* commit(right, middle, hi, since, progress)
@@ -511,7 +512,6 @@ export const makeEtcdMetaStore = Effect.fnUntraced(function* (
         if (run === undefined) return
         const end = successor(run.last)
         batch.ops.push({ request_delete_range: { key: buf(run.first), range_end: buf(end) } })
-        batch.firstKeys.push(run.first)
         batch.ends.push(end)
         batch.bytes += run.first.length + end.length
         run = undefined
@@ -547,7 +547,6 @@ export const makeEtcdMetaStore = Effect.fnUntraced(function* (
         if (dryRun) return
         closeRun()
         batch.ops.push({ request_put: { key: buf(full), value: buf(value) } })
-        batch.firstKeys.push(full)
         batch.ends.push(successor(full))
         batch.bytes += full.length + value.length + 16
       }
