@@ -13,6 +13,7 @@ import { Etcd3 } from "etcd3"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import {
   type EtcdServer,
+  etcdAvailable,
   etcdctlGetPrefix,
   etcdctlOk,
   etcdEndpoints,
@@ -65,6 +66,7 @@ describe("bendsave with an etcd meta service", () => {
   const backupIds: Array<string> = []
 
   beforeAll(async () => {
+    if (!etcdAvailable()) return
     ;({ endpoints, endpoints2 } = etcdEndpoints())
     dir = await makeTempDir("etcd-cli")
     await mkdir(join(dir, "data/db1/t1"), { recursive: true })
@@ -86,6 +88,7 @@ describe("bendsave with an etcd meta service", () => {
   })
 
   it("backup records the etcd revision as the consistency point; list shows it", async () => {
+    etcdEndpoints()
     const first = await bendsaveJson(["backup", "--from", source, "--to", join(dir, "repo")], { cwd: dir })
     expect(first.meta_keys).toBe(42)
     expect(first.files_total).toBe(2)
@@ -115,6 +118,7 @@ describe("bendsave with an etcd meta service", () => {
   })
 
   it("restore into a second etcd under another prefix: the dry run shows the diff, --confirm makes it equal to etcdctl's view at the revision", async () => {
+    etcdEndpoints()
     const manifest = join(dir, "repo", "manifests", `${backupIds[0]}.manifest`)
     // Something already in the target prefix, to be removed.
     etcdctlOk(endpoints2, ["put", `${prefix2}stale/key`, "x"])
@@ -134,6 +138,7 @@ describe("bendsave with an etcd meta service", () => {
   })
 
   it("restore --confirm over a drifted target puts every key back", async () => {
+    etcdEndpoints()
     etcdctlOk(endpoints2, ["put", `${prefix2}catalog/tables/db1/t5`, "drifted"])
     etcdctlOk(endpoints2, ["del", `${prefix2}catalog/tables/db1/t6`])
     etcdctlOk(endpoints2, ["put", `${prefix2}catalog/tables/db1/zz`, "added later"])
@@ -144,6 +149,7 @@ describe("bendsave with an etcd meta service", () => {
   })
 
   it("meta export prints the prefix's keys; meta import --replace loads them into another prefix", async () => {
+    etcdEndpoints()
     const exported = await bendsave(["meta", "export", "--cluster", source], { cwd: dir })
     expect(exported.code, describeRun(exported)).toBe(0)
     const lines = exported.stdout.trim().split("\n")
@@ -157,6 +163,7 @@ describe("bendsave with an etcd meta service", () => {
   })
 
   it("a backup taken while writers keep changing keys restores to exactly etcdctl's view at the recorded revision", async () => {
+    etcdEndpoints()
     const busyPrefix = prefix.replace("/prod/", "/busy/")
     const busyPrefix2 = prefix2.replace("/restored/", "/busy-restored/")
     const busy = await etcdCluster(dir, "busy.toml", { endpoints, prefix: busyPrefix, data: "data" })
@@ -197,6 +204,7 @@ describe("bendsave with an etcd meta service", () => {
   })
 
   it("an unreachable endpoint, an empty prefix and a prefix without keys are clear errors", async () => {
+    etcdEndpoints()
     const dead = await etcdCluster(dir, "dead.toml", { endpoints: `http://127.0.0.1:${await freePort()}`, prefix, data: "data" })
     const unreachable = await bendsave(["backup", "--from", dead, "--to", join(dir, "repo")], { cwd: dir })
     expect(unreachable.code).toBe(1)
@@ -219,7 +227,7 @@ describe("bendsave with an etcd meta service", () => {
   describe("with authentication", () => {
     let server: EtcdServer
     beforeAll(async () => {
-      etcdEndpoints()
+      if (!etcdAvailable()) return
       server = await startEtcdServer()
       etcdctlOk(server.endpoint, ["user", "add", `root:${PASSWORD}`])
       etcdctlOk(server.endpoint, ["user", "grant-role", "root", "root"])
@@ -231,6 +239,7 @@ describe("bendsave with an etcd meta service", () => {
     })
 
     it("credentials come from the environment; a wrong password is reported without echoing it", async () => {
+      etcdEndpoints()
       const toml = await etcdCluster(dir, "auth.toml", { endpoints: server.endpoint, prefix: "/auth/prod/", data: "data", extra: 'username = "root"\npassword_env = "AUTH_PW"' })
       const ok = await bendsave(["meta", "export", "--cluster", toml], { cwd: dir, env: { AUTH_PW: PASSWORD } })
       expect(ok.code, describeRun(ok)).toBe(0)

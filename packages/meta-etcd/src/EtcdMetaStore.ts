@@ -49,7 +49,7 @@
 import { Buffer } from "node:buffer"
 import { createHash } from "node:crypto"
 import { compareBytes, displayKey, type MetaDiff, type MetaEntry, type MetaStore, MetaStoreError } from "@bendsave/core"
-import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, noop, retry } from "cockatiel"
+import { ConsecutiveBreaker, circuitBreaker, ExponentialBackoff, handleWhen, noop, retry } from "cockatiel"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"

@@ -17,7 +17,7 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { openEtcdMetaStore } from "../src/index.ts"
-import { type EtcdServer, etcdctlOk, etcdEndpoints, freePort, startEtcdServer } from "./etcdServers.ts"
+import { type EtcdServer, etcdAvailable, etcdctlOk, etcdEndpoints, freePort, startEtcdServer } from "./etcdServers.ts"
 
 const PASSWORD = "s3cret-Pa55word!"
 const utf8 = (text: string) => new TextEncoder().encode(text)
@@ -126,7 +126,7 @@ describe("etcd connection settings", () => {
   describe("with authentication enabled", () => {
     let server: EtcdServer
     beforeAll(async () => {
-      etcdEndpoints()
+      if (!etcdAvailable()) return
       server = await startEtcdServer()
       const e = server.endpoint
       etcdctlOk(e, ["user", "add", `root:${PASSWORD}`])
@@ -144,6 +144,7 @@ describe("etcd connection settings", () => {
     })
 
     it("reads with the user and password from the cluster file, password_env, or ETCD_USERNAME / ETCD_PASSWORD", async () => {
+      etcdEndpoints()
       const base = `type = "etcd"\nendpoints = ["${server.endpoint}"]\nprefix = "/prod/"`
       const configs = [
         metaConfig(`${base}\nusername = "backup"\npassword = "${PASSWORD}"`),
@@ -156,6 +157,7 @@ describe("etcd connection settings", () => {
     })
 
     it("a wrong password is PermissionDenied naming the user and where the password came from, never the password", async () => {
+      etcdEndpoints()
       const wrong = `${PASSWORD}-wrong`
       const config = metaConfig(`type = "etcd"\nendpoints = ["${server.endpoint}"]\nprefix = "/prod/"\nusername = "backup"\npassword_env = "PW"`, { PW: wrong })
       const error = await openError(config)
@@ -167,6 +169,7 @@ describe("etcd connection settings", () => {
     })
 
     it("no credentials is PermissionDenied saying the server requires authentication", async () => {
+      etcdEndpoints()
       const error = await openError(metaConfig(`type = "etcd"\nendpoints = ["${server.endpoint}"]\nprefix = "/prod/"`))
       expect(error.reason).toBe("PermissionDenied")
       expect(error.detail).toContain("requires authentication and no user name is configured")
@@ -174,6 +177,7 @@ describe("etcd connection settings", () => {
     })
 
     it("a user without permission on the prefix is PermissionDenied with the grant to add", async () => {
+      etcdEndpoints()
       const error = await openError(
         metaConfig(`type = "etcd"\nendpoints = ["${server.endpoint}"]\nprefix = "/prod/"\nusername = "stranger"\npassword = "${PASSWORD}"`),
       )
@@ -184,6 +188,7 @@ describe("etcd connection settings", () => {
     })
 
     it("replace and compare-and-swap work for a user granted readwrite on the prefix", async () => {
+      etcdEndpoints()
       const config = metaConfig(`type = "etcd"\nendpoints = ["${server.endpoint}"]\nprefix = "/prod/"\nusername = "backup"\npassword = "${PASSWORD}"`)
       const keys = await withStore(config, (store) =>
         Effect.gen(function* () {
@@ -211,7 +216,7 @@ describe("etcd connection settings", () => {
       openssl("x509", "-req", "-in", `${name}.csr`, "-days", "2", "-out", `${name}.pem`, "-extfile", `${name}.ext`, ...signer)
     }
     beforeAll(async () => {
-      etcdEndpoints()
+      if (!etcdAvailable()) return
       dir = await mkdtemp(join(tmpdir(), "bendsave-etcd-tls-"))
       await issue("ca", "/CN=bendsave test CA", undefined, "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n")
       await issue("other-ca", "/CN=some other CA", undefined, "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n")
@@ -234,6 +239,7 @@ describe("etcd connection settings", () => {
     })
 
     it("connects with [meta.tls] ca_file, cert_file and key_file, relative to the cluster file", async () => {
+      etcdEndpoints()
       const config = metaConfig(
         `type = "etcd"\nendpoints = ["${server.endpoint}"]\nprefix = "/tls/"\n[meta.tls]\nca_file = "ca.pem"\ncert_file = "client.pem"\nkey_file = "client-key.pem"`,
         {},
@@ -246,6 +252,7 @@ describe("etcd connection settings", () => {
     })
 
     it("a CA that did not sign the server certificate is a TLS error that points at ca_file", async () => {
+      etcdEndpoints()
       const config = metaConfig(
         `type = "etcd"\nendpoints = ["${server.endpoint}"]\nprefix = "/tls/"\n[meta.tls]\nca_file = "other-ca.pem"\ncert_file = "client.pem"\nkey_file = "client-key.pem"`,
         {},
@@ -258,6 +265,7 @@ describe("etcd connection settings", () => {
     })
 
     it("without the client certificate the server refuses the connection", async () => {
+      etcdEndpoints()
       const config = metaConfig(`type = "etcd"\nendpoints = ["${server.endpoint}"]\nprefix = "/tls/"\n[meta.tls]\nca_file = "ca.pem"`, {}, dir)
       const error = await openError(config)
       expect(error.reason).toBe("Unavailable")
@@ -265,6 +273,7 @@ describe("etcd connection settings", () => {
     })
 
     it("a missing PEM file is InvalidConfig naming the key and the path", async () => {
+      etcdEndpoints()
       const config = metaConfig(`type = "etcd"\nendpoints = ["${server.endpoint}"]\nprefix = "/tls/"\n[meta.tls]\nca_file = "nope.pem"`, {}, dir)
       const error = await openError(config)
       expect(error.reason).toBe("InvalidConfig")
@@ -272,6 +281,7 @@ describe("etcd connection settings", () => {
     })
 
     it("plain http to a TLS server fails with advice to use https", async () => {
+      etcdEndpoints()
       const error = await openError(metaConfig(`type = "etcd"\nendpoints = ["${server.endpoint.replace("https:", "http:")}"]\nprefix = "/tls/"`))
       expect(error.reason).toBe("Unavailable")
     })

@@ -16,7 +16,7 @@ import * as Stream from "effect/Stream"
 import { Etcd3 } from "etcd3"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type EtcdMetaStoreOptions, makeEtcdMetaStore } from "../src/index.ts"
-import { type EtcdServer, etcdctlGetPrefix, etcdctlOk, etcdEndpoints, startEtcdServer } from "./etcdServers.ts"
+import { type EtcdServer, etcdAvailable, etcdctlGetPrefix, etcdctlOk, etcdEndpoints, startEtcdServer } from "./etcdServers.ts"
 
 const utf8 = (text: string) => new TextEncoder().encode(text)
 const randomPrefix = (label: string) => `/bendsave-test/${label}-${randomBytes(6).toString("hex")}/`
@@ -350,7 +350,7 @@ describe("etcd meta driver", () => {
   describe("on a server with lower limits (--max-txn-ops 16, --max-request-bytes 96 KiB)", () => {
     let server: EtcdServer
     beforeAll(async () => {
-      etcdEndpoints()
+      if (!etcdAvailable()) return
       server = await startEtcdServer({ flags: ["--max-txn-ops=16", `--max-request-bytes=${96 * 1024}`] })
     })
     afterAll(async () => {
@@ -358,6 +358,7 @@ describe("etcd meta driver", () => {
     })
 
     it("replace splits transactions the server refuses and still writes everything", async () => {
+      etcdEndpoints()
       const prefix = randomPrefix("limits")
       const { store, close } = await open({ endpoints: [server.endpoint], prefix, create: true })
       try {
@@ -371,6 +372,7 @@ describe("etcd meta driver", () => {
     })
 
     it("a value larger than the server accepts in one request is InvalidInput with the server setting to raise", async () => {
+      etcdEndpoints()
       const prefix = randomPrefix("too-big")
       const { store, close } = await open({ endpoints: [server.endpoint], prefix, create: true })
       try {

@@ -33,6 +33,12 @@ export const etcdEndpoints = (): { readonly endpoints: string; readonly endpoint
   return provided
 }
 
+/** Whether the shared test servers are there (beforeAll hooks skip their setup when not; the tests then fail). */
+export const etcdAvailable = (): boolean => {
+  const provided = inject("etcd")
+  return provided !== undefined && !("error" in provided)
+}
+
 /** A TCP port nothing listens on right now. */
 export const freePort = (): Promise<number> =>
   new Promise((resolve, reject) => {
