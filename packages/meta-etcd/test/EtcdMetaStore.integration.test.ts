@@ -81,7 +81,7 @@ const conformanceSetup = (options: Partial<EtcdMetaStoreOptions>) => async () =>
 
 metaStoreConformance("etcd", conformanceSetup({}))
 // Tiny pages and transactions: every paging, batching and delete-run path runs many times.
-metaStoreConformance("etcd (3-key pages, 5-op transactions, 3-key delete runs)", conformanceSetup({ pageSize: 3, txnOps: 5, txnBytes: 400, deleteRunKeys: 3 }))
+metaStoreConformance("etcd (5-key pages, 8-op transactions, 3-key delete runs)", conformanceSetup({ pageSize: 5, txnOps: 8, txnBytes: 600, deleteRunKeys: 3 }))
 
 describe("etcd meta driver", () => {
   it("a snapshot taken while writers keep changing keys equals etcdctl's view at the recorded revision, and restores exactly into a second etcd", async () => {
