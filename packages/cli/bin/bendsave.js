@@ -2,7 +2,7 @@
 // bendsave CLI entry. Runs the bundle built at install time (dist/bendsave.mjs:
 // one file, tree-shaken, starts in ~0.1 s) when it is newer than every source
 // file; otherwise the TypeScript sources directly (Node 22.18+ strips types).
-import { readdirSync, statSync } from "node:fs"
+import { existsSync, readdirSync, statSync } from "node:fs"
 import module from "node:module"
 import { fileURLToPath } from "node:url"
 
@@ -23,7 +23,10 @@ const newestSource = (dir) => {
 const bundleIsFresh = () => {
   try {
     const built = statSync(here("../dist/bendsave.mjs")).mtimeMs
-    return built >= Math.max(newestSource(here("../src")), newestSource(here("../../core/src")), newestSource(here("../../meta-etcd/src")))
+    const sources = ["../src", "../../core/src", "../../meta-etcd/src", "../../drivers-s3/src", "../../drivers-gcs/src", "../../drivers-azure/src"]
+    // A driver package that is not next to the CLI (an installed CLI) has no sources to compare.
+    const present = sources.filter((dir) => dir === "../src" || existsSync(here(dir)))
+    return built >= Math.max(...present.map((dir) => newestSource(here(dir))))
   } catch {
     return false
   }

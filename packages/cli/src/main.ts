@@ -28,6 +28,11 @@ import {
   parseMetaLines,
   readManifest,
   registerEtcdMetaDriver,
+  loadStorageDriver,
+  makeRateLimiter,
+  parseByteRate,
+  registerStorageDriverLoader,
+  StorageLimits,
   restore,
   TOOL_VERSION,
   verify,
@@ -45,12 +50,52 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { Argument, CliOutput, Command, Flag } from "effect/cli"
+import { Argument, CliOutput, Command, Flag, GlobalFlag } from "effect/cli"
 import { quickstart } from "./Quickstart.ts"
 import { describeError, formatBytes, makeProgressBar, table } from "./Render.ts"
 
 // The etcd meta driver: a chunk of the bundle of its own, loaded only when a cluster file names etcd.
 registerEtcdMetaDriver(() => import("@bendsave/meta-etcd").then((m) => m.etcdMetaDriver))
+// The cloud storage drivers: chunks of their own too (their SDKs stay in node_modules), loaded only when
+// a cluster file or repository URL names S3, GCS or Azure.
+registerStorageDriverLoader("s3", () => import("@bendsave/drivers-s3"))
+registerStorageDriverLoader("gcs", () => import("@bendsave/drivers-gcs"))
+registerStorageDriverLoader("azblob", () => import("@bendsave/drivers-azure"))
+
+const rateFlag = (name: string, what: string) =>
+  Flag.String(name).pipe(
+    Flag.withDescription(`Limit the bytes ${what} per second, over all stores (e.g. 10MiB, 500k, 2MB)`),
+    Flag.filterMap(
+      (text) => Option.fromUndefinedOr(parseByteRate(text)),
+      (text) => `'${text}' is not a rate: write bytes per second, e.g. 10MiB, 500k or 1048576`,
+    ),
+    Flag.optional,
+  )
+
+/** Global flags: plugin storage drivers for repository URL schemes, and bandwidth limits. */
+const driverSetting = GlobalFlag.Setting("driver")({
+  flag: Flag.String("driver").pipe(
+    Flag.withDescription("Load a storage driver plugin (module path or package) for its URL schemes; repeatable (also BENDSAVE_DRIVERS)"),
+    Flag.atLeast(0),
+  ),
+})
+const limitUploadSetting = GlobalFlag.Setting("limit-upload")({ flag: rateFlag("limit-upload", "written to storage (uploads)") })
+const limitDownloadSetting = GlobalFlag.Setting("limit-download")({ flag: rateFlag("limit-download", "read from storage (downloads)") })
+
+/** Loads the --driver plugins and applies --limit-upload / --limit-download to every store the verb opens. */
+const withStorageSettings = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.gen(function* () {
+    for (const specifier of yield* driverSetting) yield* loadStorageDriver(specifier, process.cwd())
+    const upload = yield* limitUploadSetting
+    const download = yield* limitDownloadSetting
+    if (Option.isNone(upload) && Option.isNone(download)) return yield* effect
+    const limits = yield* StorageLimits
+    return yield* Effect.provideService(effect, StorageLimits, {
+      ...limits,
+      upload: Option.isSome(upload) ? makeRateLimiter(upload.value) : undefined,
+      download: Option.isSome(download) ? makeRateLimiter(download.value) : undefined,
+    })
+  })
 
 /** Raised after an error was printed, so the process exits non-zero. */
 class Reported extends Schema.TaggedError<Reported>()("Reported", {}) {}
@@ -66,7 +111,7 @@ const jsonFlag = Flag.Boolean("json").pipe(
  * Resources the verb opened (meta service connections) close before printing.
  */
 const runVerb = <A, E>(json: boolean, effect: Effect.Effect<A, E, Scope.Scope>, text: (a: A) => string, ok: (a: A) => boolean = () => true) =>
-  Effect.scoped(effect).pipe(
+  Effect.scoped(withStorageSettings(effect)).pipe(
     Effect.matchCauseEffect({
       onSuccess: (result) =>
         Effect.gen(function* () {
@@ -470,6 +515,7 @@ const presenter = CliOutput.layerPresenter({
 const root = Command.make("bendsave").pipe(
   Command.withDescription("Disaster recovery for data clusters: backup, list, verify and restore"),
   Command.withSubcommands([backupCommand, listCommand, restoreCommand, verifyCommand, metaCommand, quickstartCommand]),
+  Command.withGlobalFlags([driverSetting, limitUploadSetting, limitDownloadSetting]),
 )
 
 root.pipe(

@@ -28,6 +28,7 @@ import { makeLocalMetaStore } from "./drivers/LocalMetaStore.ts"
 import { makeMemoryBlobStore } from "./drivers/MemoryBlobStore.ts"
 import type { MetaStore, MetaStoreError } from "./MetaStore.ts"
 import { MANIFEST_PREFIX, MANIFEST_SUFFIX, openRepository, RepositoryError } from "./Repository.ts"
+import { limitStore } from "./StorageLimits.ts"
 import { knownStorageSchemes, openDriverStore, resolveStorageDriverByScheme, resolveStorageDriverByType, type StorageDriverError } from "./StorageDriver.ts"
 
 /** A repository URL or manifest reference that cannot be used. */
@@ -92,8 +93,14 @@ const redactUrl = (input: string): string => input.replace(/^([A-Za-z][A-Za-z0-9
 const locationErrorOf = (input: string, e: StorageDriverError) =>
   new LocationError({ input: redactUrl(input), detail: e.key === "" ? e.detail : `option '${e.key}': ${e.detail}`, fix: e.fix })
 
-/** The BlobStore a repository URL (or plain path) names. */
+/**
+ * The BlobStore a repository URL (or plain path) names, wrapped with the
+ * current StorageLimits (retry, concurrency, bandwidth).
+ */
 export const openRepositoryStore = (input: string, options: { readonly create?: boolean } = {}) =>
+  openRepositoryStoreUnlimited(input, options).pipe(Effect.flatMap(limitStore))
+
+const openRepositoryStoreUnlimited = (input: string, options: { readonly create?: boolean }) =>
   Effect.gen(function* () {
     const create = options.create === true
     if (!URL_LIKE.test(input)) {
@@ -301,9 +308,10 @@ export const openStorage = (
         (e) => e.reason === "NotFound",
         () => Effect.fail(missingDirectory(config, "storage.fs.data_path", storage.dataPath)),
       ),
+      Effect.flatMap(limitStore),
     )
   }
-  return openDriverStorage(config, storage, options.create === true)
+  return openDriverStorage(config, storage, options.create === true).pipe(Effect.flatMap(limitStore))
 }
 
 const openDriverStorage = (config: ClusterConfig, storage: DriverStorageConfig, create: boolean) =>

@@ -25,6 +25,7 @@
  */
 import { createRequire } from "node:module"
 import { isAbsolute, join, resolve } from "node:path"
+import process from "node:process"
 import { pathToFileURL } from "node:url"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -187,6 +188,21 @@ export const BUILTIN_STORAGE_PACKAGES: ReadonlyArray<{ readonly type: string; re
   { type: "azblob", schemes: ["azblob"], pkg: "@bendsave/drivers-azure", service: "Azure Blob Storage" },
 ]
 
+/** Loaders of the built-in cloud drivers the application provides (the CLI: chunks of its bundle), by type. */
+const builtinLoaders = new Map<string, () => Promise<unknown>>()
+
+/**
+ * How to load a built-in cloud driver (`type`: "s3", "gcs" or "azblob"). The
+ * CLI gives `() => import("@bendsave/drivers-s3")` and the like, so its
+ * bundle holds each driver as a chunk of its own that shares the bundle's
+ * effect and core (a package imported from node_modules next to a bundle
+ * brings second copies of both). Without a loader, the package is imported by
+ * name.
+ */
+export const registerStorageDriverLoader = (type: string, load: () => Promise<unknown>): void => {
+  builtinLoaders.set(type, load)
+}
+
 /** Drivers registered in this process (by `registerStorageDriver`), by name. */
 const registered = new Map<string, StorageDriver>()
 /** Loaded modules, by resolved specifier. */
@@ -276,7 +292,24 @@ const importDefault = (specifier: string, baseDir: string, origin: string): Effe
 export const resolveStorageDriverByType = (type: string, baseDir: string): Effect.Effect<StorageDriver, StorageDriverError> => {
   const builtin = BUILTIN_STORAGE_PACKAGES.find((b) => b.type === type)
   if (builtin !== undefined) {
-    return importDefault(builtin.pkg, baseDir, type).pipe(
+    const loader = builtinLoaders.get(type)
+    const loaded =
+      loader === undefined
+        ? importDefault(builtin.pkg, baseDir, type)
+        : Effect.tryPromise({
+            try: async () => {
+              const mod = (await loader()) as Record<string, unknown>
+              return mod.default ?? mod
+            },
+            catch: (cause) =>
+              new StorageDriverError({
+                driver: type,
+                key: "",
+                detail: `the driver module '${builtin.pkg}' failed to load: ${cause instanceof Error ? cause.message : String(cause)}`,
+                fix: `reinstall bendsave (npm install); the ${builtin.service} driver needs its SDK`,
+              }),
+          })
+    return loaded.pipe(
       Effect.mapError((e) =>
         e.detail.includes("was not found")
           ? new StorageDriverError({ ...e, detail: `the ${builtin.service} driver (${builtin.pkg}) is not installed`, fix: `install it next to @bendsave/core (npm install ${builtin.pkg}); the bendsave CLI includes it` })
@@ -300,11 +333,40 @@ export const resolveStorageDriverByType = (type: string, baseDir: string): Effec
   return Effect.flatMap(importDefault(type, baseDir, type), (value) => validateStorageDriver(value, type))
 }
 
-/** The driver for a URL scheme (without ':'): built in or registered; undefined when none is. */
+/** Loads a driver module (path or package name, relative paths against `baseDir`), validates and registers it for its schemes. */
+export const loadStorageDriver = (specifier: string, baseDir: string): Effect.Effect<StorageDriver, StorageDriverError> =>
+  Effect.flatMap(importDefault(specifier, baseDir, specifier), (value) => registerStorageDriver(value, specifier))
+
+/** The environment variable naming plugin driver modules to register for their URL schemes (comma-separated). */
+export const DRIVERS_ENV = "BENDSAVE_DRIVERS"
+
+let fromEnv: string | undefined
+
+/** Registers the modules BENDSAVE_DRIVERS names (once per value); relative paths resolve against the working directory. */
+export const registerStorageDriversFromEnv = (
+  env: Readonly<Record<string, string | undefined>> = process.env,
+  baseDir: string = process.cwd(),
+): Effect.Effect<void, StorageDriverError> => {
+  const value = env[DRIVERS_ENV]?.trim() ?? ""
+  if (value === "" || value === fromEnv) return Effect.void
+  const specifiers = value.split(",").map((s) => s.trim()).filter((s) => s !== "")
+  return Effect.forEach(specifiers, (specifier) => loadStorageDriver(specifier, baseDir), { discard: true }).pipe(
+    Effect.tap(() =>
+      Effect.sync(() => {
+        fromEnv = value
+      }),
+    ),
+  )
+}
+
+/** The driver for a URL scheme (without ':'): built in or registered (also through BENDSAVE_DRIVERS); undefined when none is. */
 export const resolveStorageDriverByScheme = (scheme: string, baseDir: string): Effect.Effect<StorageDriver | undefined, StorageDriverError> => {
   const builtin = BUILTIN_STORAGE_PACKAGES.find((b) => b.schemes.includes(scheme))
   if (builtin !== undefined) return resolveStorageDriverByType(builtin.type, baseDir)
-  return Effect.succeed([...registered.values()].find((d) => d.schemes.includes(scheme)))
+  const find = () => [...registered.values()].find((d) => d.schemes.includes(scheme))
+  const known = find()
+  if (known !== undefined) return Effect.succeed(known)
+  return Effect.map(registerStorageDriversFromEnv(), find)
 }
 
 /** Every URL scheme a repository may use right now (for messages). */

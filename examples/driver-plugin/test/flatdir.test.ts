@@ -1,0 +1,35 @@
+/**
+ * The example plugin against the BlobStore conformance suite: all a driver
+ * author needs is these few lines (a real server's driver opens its store
+ * against that server with a random prefix instead of a temp directory).
+ */
+import { mkdtemp, rm } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { validateStorageDriver } from "@bendsave/core/StorageDriver"
+import { blobStoreConformance } from "@bendsave/core/testing"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
+import { expect, it } from "vitest"
+import flatDirDriver from "../src/index.ts"
+
+blobStoreConformance("flatdir example plugin (conformance)", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "flatdir-"))
+  const scope = Effect.runSync(Scope.make())
+  const store = await Effect.runPromise(
+    Scope.provide(flatDirDriver.make!({ dir }, { source: "url", create: false, baseDir: dir, env: {} }), scope),
+  )
+  return {
+    store,
+    cleanup: async () => {
+      await Effect.runPromise(Scope.close(scope, Exit.void))
+      await rm(dir, { recursive: true, force: true })
+    },
+  }
+})
+
+it("the default export is a valid driver definition", async () => {
+  const driver = await Effect.runPromise(validateStorageDriver(flatDirDriver, "bendsave-driver-flatdir"))
+  expect(driver.schemes).toEqual(["flatdir"])
+})
