@@ -9,6 +9,7 @@
 import { createHash, randomBytes } from "node:crypto"
 import { BlobServiceClient } from "@azure/storage-blob"
 import type { BlobStore, BlobStoreError } from "@bendsave/core"
+import { DEFAULT_RETRY, withRetry } from "@bendsave/core"
 import { blobStoreConformance } from "@bendsave/core/testing"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -54,7 +55,8 @@ blobStoreConformance("Azure Blob driver on Azurite (conformance)", async () => {
   await service().getContainerClient(name).createIfNotExists()
   const { store, close } = await open(settingsFor(name, `conformance-${randomBytes(4).toString("hex")}`))
   return {
-    store,
+    // As bendsave opens it: with core's retry of transient failures (an emulator's socket reset under load).
+    store: withRetry(store, DEFAULT_RETRY),
     cleanup: async () => {
       await close()
       await service().getContainerClient(name).deleteIfExists()

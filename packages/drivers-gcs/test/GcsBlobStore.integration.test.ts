@@ -7,6 +7,7 @@
  */
 import { createHash, randomBytes } from "node:crypto"
 import type { BlobStore, BlobStoreError } from "@bendsave/core"
+import { DEFAULT_RETRY, withRetry } from "@bendsave/core"
 import { blobStoreConformance } from "@bendsave/core/testing"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -43,7 +44,8 @@ blobStoreConformance(
   "GCS driver on the firebase-tools emulator (conformance)",
   async () => {
     const { store, close } = await open(settingsFor(bucket, `conformance-${randomBytes(4).toString("hex")}`))
-    return { store, cleanup: close }
+    // As bendsave opens it: with core's retry of transient failures (an emulator's socket reset under load).
+    return { store: withRetry(store, DEFAULT_RETRY), cleanup: close }
   },
   {
     capabilityOverrides: {

@@ -10,6 +10,7 @@
 import { createHash, randomBytes } from "node:crypto"
 import { CreateBucketCommand, DeleteBucketCommand, DeleteObjectsCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3"
 import type { BlobStore, BlobStoreError } from "@bendsave/core"
+import { DEFAULT_RETRY, withRetry } from "@bendsave/core"
 import { blobStoreConformance } from "@bendsave/core/testing"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -89,7 +90,8 @@ blobStoreConformance("S3 driver on Ceph radosgw (conformance)", async () => {
   await createBucket(`${bucket}-c`).catch(() => {})
   const { store, close } = await open(settingsFor(`${bucket}-c`, `conformance-${randomBytes(4).toString("hex")}`))
   return {
-    store,
+    // As bendsave opens it: with core's retry of transient failures (an emulator's socket reset under load).
+    store: withRetry(store, DEFAULT_RETRY),
     cleanup: async () => {
       await close()
       await removeBucket(`${bucket}-c`)
