@@ -101,6 +101,8 @@ export interface BackupResult {
 }
 
 const PERMIT_BYTES = 64 * 1024
+/** Blocks up to this size are put create-only without a HEAD first (one request instead of two). */
+const PUT_WITHOUT_HEAD = 512 * 1024
 
 const sameFile = (info: ObjectInfo, record: BackupFile): boolean =>
   Number(record.size) === info.size && record.etag === info.etag && lastModifiedMillis(record) === info.lastModified
@@ -196,7 +198,9 @@ export const backup = Effect.fn("Backup.run")(function* (cluster: Cluster, repo:
       const { id, bytes: hashed } = yield* hashBlock(bytes)
       if (known.has(id)) {
         counters.blocksDeduplicated++
-      } else if (yield* hasBlock(repo, id)) {
+      } else if (length > PUT_WITHOUT_HEAD && (yield* hasBlock(repo, id))) {
+        // Large blocks are checked first (a HEAD is cheaper than sending them again); a small block
+        // goes straight to the create-only put, which says "already there" just as well.
         known.add(id)
         counters.blocksDeduplicated++
       } else if (yield* putBlock(repo, id, hashed)) {

@@ -18,7 +18,10 @@
  * - upload checksums (`upload_checksum`): "sha256" sends
  *   `x-amz-checksum-sha256` (the caller's `contentSha256` when given, so a
  *   block is not hashed twice), "md5" sends `Content-MD5` (what older
- *   S3-compatible servers verify), "none" sends neither.
+ *   S3-compatible servers verify), "none" sends neither. With the caller's
+ *   SHA-256, the signed `x-amz-content-sha256` is that hash too: every SigV4
+ *   server (Ceph included) refuses a body that does not match it, and the SDK
+ *   does not hash the body again to sign it.
  * - list: ListObjectsV2 pages of 1000 keys (already in bytewise order);
  *   zero-byte "folder" markers (keys ending in '/') are skipped.
  * - deleteMany: DeleteObjects, 1000 keys per request.
@@ -219,23 +222,28 @@ export const makeS3BlobStore = (settings: S3Settings, tuning: S3StoreTuning = {}
           settings.uploadChecksum === "sha256"
             ? { ChecksumSHA256: options?.contentSha256 !== undefined ? hexToBase64(options.contentSha256) : createHash("sha256").update(bytes).digest("base64") }
             : {}
-        const res = yield* call(
-          "put",
-          key,
-          (abortSignal) =>
-            client.send(
-              new PutObjectCommand({
-                Bucket: bucket,
-                Key: objectKey,
-                Body: bytes,
-                ContentLength: bytes.length,
-                ...checksum,
-                ...(createOnly ? { IfNoneMatch: "*" } : {}),
-              }),
-              { abortSignal },
-            ),
-          createOnly,
-        )
+        const command = new PutObjectCommand({
+          Bucket: bucket,
+          Key: objectKey,
+          Body: bytes,
+          ContentLength: bytes.length,
+          ...checksum,
+          ...(createOnly ? { IfNoneMatch: "*" } : {}),
+        })
+        const known = options?.contentSha256
+        if (known !== undefined) {
+          // The signature covers the payload's SHA-256 (x-amz-content-sha256), which the server checks
+          // against the bytes it receives: given the caller's hash, the SDK need not hash the body again.
+          command.middlewareStack.add(
+            (next) => (args) => {
+              const request = args.request as { headers?: Record<string, string> }
+              if (request.headers !== undefined) request.headers["x-amz-content-sha256"] = known
+              return next(args)
+            },
+            { step: "build", name: "bendsaveKnownPayloadSha256" },
+          )
+        }
+        const res = yield* call("put", key, (abortSignal) => client.send(command, { abortSignal }), createOnly)
         const etag = stripQuotes(res.ETag)
         if (etag === "") return yield* headObject("put", key, objectKey)
         return { key, size: bytes.length, etag, lastModified: Date.now() } satisfies ObjectInfo

@@ -228,6 +228,18 @@ describe("S3 driver on Ceph radosgw", () => {
     }
   })
 
+  it("with the caller's SHA-256, the server checks the body against the signed x-amz-content-sha256", async () => {
+    const data = bytes(5000)
+    const other = sha(bytes(5000))
+    const refused = await failure(store.put("signed/wrong", data, { contentSha256: other }))
+    expect(refused.reason).toBe("Unavailable")
+    expect(refused.isRetryable).toBe(true)
+    expect((await failure(store.head("signed/wrong"))).reason).toBe("NotFound")
+    const info = await run(store.put("signed/right", data, { contentSha256: sha(data), ifNotExists: true }))
+    expect(info.size).toBe(5000)
+    expect(sha(await run(store.get("signed/right")))).toBe(sha(data))
+  })
+
   it("upload_checksum = sha256 sends x-amz-checksum-sha256, the caller's hash when given", async () => {
     const settings = settingsFor(bucket, root)
     const client = makeS3Client(settings)
