@@ -56,6 +56,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { describeS3Location, describeS3Service, type S3Settings } from "./S3Config.ts"
 import { classifyError, DRIVER } from "./S3Errors.ts"
+import { makeLeanRequests } from "./S3LeanRequests.ts"
 
 const MiB = 1024 * 1024
 const GiB = 1024 * MiB
@@ -77,7 +78,7 @@ export interface S3StoreTuning {
   readonly queueSize?: number
   /** Objects above this size are copied with UploadPartCopy. Default 5 GiB. */
   readonly multipartCopyThreshold?: number
-  /** Use this client instead of making one (it is not destroyed with the scope). */
+  /** Use this client instead of making one (it is not destroyed with the scope); every request then goes through it. */
   readonly client?: S3Client
 }
 
@@ -139,6 +140,14 @@ export const makeS3BlobStore = (settings: S3Settings, tuning: S3StoreTuning = {}
         Effect.sync(() => makeS3Client(settings)),
         (c) => Effect.sync(() => c.destroy()),
       ))
+    // Block-sized PUT/GET/HEAD to S3-compatible servers skip the SDK's command stack (S3LeanRequests.ts).
+    const lean =
+      tuning.client === undefined
+        ? yield* Effect.acquireRelease(
+            Effect.sync(() => makeLeanRequests(client, settings)),
+            (l) => Effect.sync(() => l?.destroy()),
+          )
+        : undefined
     const partSize = Math.max(5 * MiB, tuning.partSize ?? 8 * MiB)
     const queueSize = tuning.queueSize ?? 4
     const copyThreshold = tuning.multipartCopyThreshold ?? 5 * GiB
@@ -161,22 +170,36 @@ export const makeS3BlobStore = (settings: S3Settings, tuning: S3StoreTuning = {}
         catch: (cause) => classifyError(cause, { operation, key, bucket, service, region: settings.region, createOnly }),
       })
 
-    const headObject = (operation: string, key: string, objectKey: string) =>
-      Effect.map(
-        call(operation, key, (abortSignal) => client.send(new HeadObjectCommand({ Bucket: bucket, Key: objectKey }), { abortSignal })),
-        (res): ObjectInfo => ({
-          key,
-          size: res.ContentLength ?? 0,
-          etag: stripQuotes(res.ETag),
-          lastModified: res.LastModified?.getTime() ?? 0,
-        }),
-      )
+    const headObject = (operation: string, key: string, objectKey: string): Effect.Effect<ObjectInfo, BlobStoreError> =>
+      lean !== undefined
+        ? Effect.map(
+            call(operation, key, (signal) => lean.head(objectKey, signal)),
+            (res): ObjectInfo => ({
+              key,
+              size: Number(res.headers["content-length"] ?? 0),
+              etag: stripQuotes(String(res.headers.etag ?? "")),
+              lastModified: Date.parse(String(res.headers["last-modified"] ?? "")) || 0,
+            }),
+          )
+        : Effect.map(
+            call(operation, key, (abortSignal) => client.send(new HeadObjectCommand({ Bucket: bucket, Key: objectKey }), { abortSignal })),
+            (res): ObjectInfo => ({
+              key,
+              size: res.ContentLength ?? 0,
+              etag: stripQuotes(res.ETag),
+              lastModified: res.LastModified?.getTime() ?? 0,
+            }),
+          )
 
     const head = (key: string) => Effect.flatMap(checkKey("head", key), (objectKey) => headObject("head", key, objectKey))
 
     const get = (key: string) =>
       Effect.flatMap(checkKey("get", key), (objectKey) =>
         call("get", key, async (abortSignal) => {
+          if (lean !== undefined) {
+            const { body } = await lean.get(objectKey, undefined, abortSignal)
+            return new Uint8Array(body.buffer, body.byteOffset, body.length)
+          }
           const res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: objectKey }), { abortSignal })
           return res.Body === undefined ? new Uint8Array(0) : await res.Body.transformToByteArray()
         }),
@@ -196,6 +219,11 @@ export const makeS3BlobStore = (settings: S3Settings, tuning: S3StoreTuning = {}
         )
         if (length === 0) return yield* emptyOrPastEnd
         const bytes = yield* call("getRange", key, async (abortSignal) => {
+          if (lean !== undefined) {
+            const res = await lean.get(objectKey, [offset, offset + length - 1], abortSignal)
+            const all = new Uint8Array(res.body.buffer, res.body.byteOffset, res.body.length)
+            return res.status === 200 ? all.slice(offset, offset + length) : all
+          }
           const res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: objectKey, Range: `bytes=${offset}-${offset + length - 1}` }), { abortSignal })
           const all = res.Body === undefined ? new Uint8Array(0) : await res.Body.transformToByteArray()
           // A server that ignores Range answers 200 with the whole object.
@@ -222,6 +250,29 @@ export const makeS3BlobStore = (settings: S3Settings, tuning: S3StoreTuning = {}
           settings.uploadChecksum === "sha256"
             ? { ChecksumSHA256: options?.contentSha256 !== undefined ? hexToBase64(options.contentSha256) : createHash("sha256").update(bytes).digest("base64") }
             : {}
+        if (lean !== undefined) {
+          const sha256Hex = options?.contentSha256 ?? createHash("sha256").update(bytes).digest("hex")
+          const res = yield* call(
+            "put",
+            key,
+            (signal) =>
+              lean.put(
+                objectKey,
+                bytes,
+                {
+                  sha256Hex,
+                  ...(settings.uploadChecksum === "sha256" ? { checksumSha256: hexToBase64(sha256Hex) } : {}),
+                  ...(settings.uploadChecksum === "md5" ? { contentMd5: createHash("md5").update(bytes).digest("base64") } : {}),
+                  ifNoneMatch: createOnly,
+                },
+                signal,
+              ),
+            createOnly,
+          )
+          const leanEtag = stripQuotes(res.etag)
+          if (leanEtag === "") return yield* headObject("put", key, objectKey)
+          return { key, size: bytes.length, etag: leanEtag, lastModified: Date.now() } satisfies ObjectInfo
+        }
         const command = new PutObjectCommand({
           Bucket: bucket,
           Key: objectKey,

@@ -14,6 +14,7 @@
  * secret_access_key = "..."
  * enable_virtual_host_style = false        # default: path style with endpoint_url, virtual host on AWS
  * upload_checksum = "sha256"               # "sha256" (x-amz-checksum-sha256) | "md5" (Content-MD5) | "none"
+ * lean_requests = true                     # with endpoint_url: block PUT/GET/HEAD as plain signed requests
  * ```
  *
  * `s3://bucket/prefix?endpoint=http://127.0.0.1:9000&region=us-east-1` takes
@@ -37,6 +38,7 @@ const Options = Schema.Struct({
   session_token: Schema.optional(Schema.RedactedFromValue(Schema.String)),
   enable_virtual_host_style: Schema.optional(Schema.Boolean),
   upload_checksum: Schema.optional(Schema.Literals(["sha256", "md5", "none"])),
+  lean_requests: Schema.optional(Schema.Boolean),
 })
 
 /** The decoded `[storage.s3]` table. */
@@ -56,6 +58,7 @@ export const S3_OPTIONS_HELP = [
   "session_token",
   "enable_virtual_host_style: true | false",
   'upload_checksum: "sha256" | "md5" | "none"',
+  "lean_requests: true | false (S3-compatible servers: send block PUT/GET/HEAD without the SDK's command stack)",
 ]
 
 const truthy = (name: string, value: string): boolean => {
@@ -90,8 +93,11 @@ export const s3OptionsFromUrl = (url: URL, env: Readonly<Record<string, string |
       case "upload_checksum":
         options.upload_checksum = value
         break
+      case "lean_requests":
+        options.lean_requests = truthy(name, value)
+        break
       default:
-        throw new Error(`unknown query parameter '${name}' (known: endpoint, region, virtual_host_style, path_style, upload_checksum)`)
+        throw new Error(`unknown query parameter '${name}' (known: endpoint, region, virtual_host_style, path_style, upload_checksum, lean_requests)`)
     }
   }
   const envEndpoint = env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL
@@ -109,6 +115,8 @@ export interface S3Settings {
   readonly forcePathStyle: boolean
   readonly credentials: { readonly accessKeyId: string; readonly secretAccessKey: Redacted.Redacted<string>; readonly sessionToken?: Redacted.Redacted<string> } | undefined
   readonly uploadChecksum: "sha256" | "md5" | "none"
+  /** With a custom endpoint and path style: block requests without the SDK's command stack (S3LeanRequests.ts). */
+  readonly leanRequests: boolean
 }
 
 /** Normalises a root ("/a/b/", "a/b") to a key prefix ("a/b/"); throws on '.', '..' or empty segments. */
@@ -158,6 +166,7 @@ export const resolveS3Settings = (options: S3Options, env: Readonly<Record<strin
           }
         : undefined,
     uploadChecksum: options.upload_checksum ?? "sha256",
+    leanRequests: options.lean_requests ?? true,
   }
 }
 

@@ -99,6 +99,19 @@ blobStoreConformance("S3 driver on Ceph radosgw (conformance)", async () => {
   }
 })
 
+// The same through the SDK's commands only: the path Amazon S3 (no endpoint_url) takes.
+blobStoreConformance("S3 driver on Ceph radosgw, SDK requests only (lean_requests = false, as on Amazon S3) (conformance)", async () => {
+  await createBucket(`${bucket}-s`).catch(() => {})
+  const { store, close } = await open(settingsFor(`${bucket}-s`, `conformance-${randomBytes(4).toString("hex")}`, { lean_requests: false }))
+  return {
+    store: withRetry(store, DEFAULT_RETRY),
+    cleanup: async () => {
+      await close()
+      await removeBucket(`${bucket}-s`)
+    },
+  }
+})
+
 describe("S3 driver on Ceph radosgw", () => {
   let store: BlobStore
   let close: () => Promise<void>
