@@ -9,6 +9,7 @@ export { makeFsBlobStore } from "./drivers/FsBlobStore.ts"
 export { makeLocalMetaStore } from "./drivers/LocalMetaStore.ts"
 export { makeMemoryBlobStore } from "./drivers/MemoryBlobStore.ts"
 export * from "./Hash.ts"
+export * from "./Lease.ts"
 export * from "./List.ts"
 export * from "./Manifest.ts"
 /** The generated protobuf types of repository format v1 (`bendsave.manifest.v1`). */
