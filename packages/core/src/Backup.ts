@@ -22,6 +22,8 @@ import * as Stream from "effect/Stream"
 import type { BlobStore, ObjectInfo } from "./BlobStore.ts"
 import { BlobStoreError } from "./BlobStore.ts"
 import { hashBlock } from "./Hash.ts"
+import { acquireSharedLease, BACKUP_LEASE, type Lease, type LeaseRecord, waitWhileSweeping } from "./Lease.ts"
+import { findLatestBackup } from "./List.ts"
 import {
   type BackupFile,
   type BackupManifest,
@@ -35,7 +37,6 @@ import {
 } from "./Manifest.ts"
 import type { MetaStore } from "./MetaStore.ts"
 import { makeFilePageWriter, makeMetaPageWriter, makeParentCursor } from "./Pages.ts"
-import { findLatestBackup } from "./List.ts"
 import { BLOCK_SIZE, commitManifest, hasBlock, manifestKey, putBlock, type Repository } from "./Repository.ts"
 import { TOOL_VERSION } from "./Version.ts"
 
@@ -80,6 +81,8 @@ export interface BackupOptions {
   readonly now?: () => number
   /** Labels recorded in the manifest. */
   readonly labels?: Record<string, string>
+  /** Called once if the backup has to wait for a vacuum that is deleting blocks. */
+  readonly onVacuumWait?: (vacuum: LeaseRecord) => void
 }
 
 export interface BackupResult {
@@ -107,8 +110,24 @@ const PUT_WITHOUT_HEAD = 512 * 1024
 const sameFile = (info: ObjectInfo, record: BackupFile): boolean =>
   Number(record.size) === info.size && record.etag === info.etag && lastModifiedMillis(record) === info.lastModified
 
-/** Backs `cluster` up into `repo`. */
-export const backup = Effect.fn("Backup.run")(function* (cluster: Cluster, repo: Repository, options: BackupOptions = {}) {
+/**
+ * Backs `cluster` up into `repo`, under a shared `backup` lease (taken first,
+ * then waiting while a vacuum sweeps: the GC protocol of
+ * docs/repository-format.md §10), checked again before the commit.
+ */
+export const backup = (cluster: Cluster, repo: Repository, options: BackupOptions = {}) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const lease = yield* acquireSharedLease(repo.store, BACKUP_LEASE, {
+        operation: `backup of cluster ${cluster.name}`,
+        details: { cluster: cluster.name },
+      })
+      yield* waitWhileSweeping(repo.store, options.onVacuumWait ? { onWait: options.onVacuumWait } : {})
+      return yield* backupUnderLease(cluster, repo, options, lease)
+    }),
+  )
+
+const backupUnderLease = Effect.fn("Backup.run")(function* (cluster: Cluster, repo: Repository, options: BackupOptions, lease: Lease) {
   const now = options.now ?? Date.now
   const startedAt = now()
   const report = options.onProgress ?? (() => {})
@@ -267,9 +286,7 @@ export const backup = Effect.fn("Backup.run")(function* (cluster: Cluster, repo:
 
   yield* listing.pipe(
     Stream.chunks,
-    Stream.mapEffect((chunk) =>
-      Effect.forEach(chunk, (info) => Effect.map(cursor.find(info.key), (previous) => ({ info, previous }))),
-    ),
+    Stream.mapEffect((chunk) => Effect.forEach(chunk, (info) => Effect.map(cursor.find(info.key), (previous) => ({ info, previous })))),
     Stream.mapEffect(processBatch, { concurrency: 2 }),
     Stream.runForEach((files) => {
       for (const file of files) counters.distinctBlocks += file.blocks.length
@@ -324,6 +341,8 @@ export const backup = Effect.fn("Backup.run")(function* (cluster: Cluster, repo:
   let idTime = Math.floor(startedAt / 1000) * 1000
   if (parent !== undefined) idTime = Math.max(idTime, (parent.time ?? 0) + 1000)
   let backupId = backupIdOf(idTime)
+  // The GC protocol: commit only while our lease is held (no sweep can have run beside us).
+  yield* lease.check
   for (let attempt = 0; ; attempt++) {
     const committed = yield* commitManifest(repo, build(backupId)).pipe(
       Effect.as(true),

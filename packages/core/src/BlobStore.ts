@@ -210,7 +210,8 @@ export const makeBytewiseListingOrder = <A extends { readonly key: string }>() =
 export const bodyParts = (body: Body, partSize: number): Stream.Stream<Uint8Array, BlobStoreError> => {
   if (body instanceof Uint8Array) {
     const parts: Array<Uint8Array> = []
-    for (let offset = 0; offset < body.length; offset += partSize) parts.push(body.subarray(offset, Math.min(body.length, offset + partSize)))
+    for (let offset = 0; offset < body.length; offset += partSize)
+      parts.push(body.subarray(offset, Math.min(body.length, offset + partSize)))
     return Stream.fromIterable(parts.length === 0 ? [new Uint8Array(0)] : parts)
   }
   interface State {

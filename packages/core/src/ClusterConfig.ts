@@ -165,7 +165,7 @@ const fixes: Record<string, string> = {
   "etcd:meta.prefix": 'set `prefix = "/<cluster>/"` in [meta]: the etcd key prefix under which the cluster keeps its metadata',
   "meta.endpoints": 'set `endpoints = ["http://127.0.0.1:2379"]` in [meta]: the etcd client URLs',
   "meta.username": 'set `username = "<etcd user>"` in [meta], or remove it (or set ETCD_USERNAME)',
-  "meta.password": "set `password_env = \"<VARIABLE>\"` in [meta] to read the password from the environment (or set ETCD_PASSWORD)",
+  "meta.password": 'set `password_env = "<VARIABLE>"` in [meta] to read the password from the environment (or set ETCD_PASSWORD)',
   "meta.password_env": 'set `password_env = "<VARIABLE>"` in [meta]: the environment variable holding the etcd password',
   "meta.tls": "make [meta.tls] a table with ca_file, cert_file and key_file (PEM files, relative to the cluster file)",
   "meta.tls.ca_file": 'set `ca_file = "./ca.pem"` in [meta.tls]: the CA certificate that signed the etcd server certificate',
@@ -174,7 +174,8 @@ const fixes: Record<string, string> = {
   "meta.dial_timeout_ms": "set `dial_timeout_ms = 5000` in [meta]: milliseconds to wait for a connection to etcd",
   "meta.request_timeout_ms": "set `request_timeout_ms = 30000` in [meta]: milliseconds to wait for one etcd request",
   storage: 'add a [storage] table, e.g.\n  [storage]\n  type = "fs"\n  [storage.fs]\n  data_path = "./data"',
-  "storage.type": 'set `type = "fs"`, "s3", "gcs" or "azblob" in [storage] (or a driver module: "./drivers/my-store.js", "bendsave-driver-foo")',
+  "storage.type":
+    'set `type = "fs"`, "s3", "gcs" or "azblob" in [storage] (or a driver module: "./drivers/my-store.js", "bendsave-driver-foo")',
   "storage.fs": 'add a [storage.fs] table with `data_path = "./data"`',
   "storage.fs.data_path": 'set `data_path = "./data"` in [storage.fs]: the storage root directory (relative to the cluster file)',
 }
@@ -260,7 +261,12 @@ const decodeSection = <S extends Schema.Top & { readonly DecodingServices: never
     : SECRET_KEYS.has(key)
       ? "expected a string (the value is not shown)"
       : `${message.replace(/^Expected/, "expected")}`
-  return new ClusterConfigError({ file, key, detail, fix: fixes[scope + key] ?? fixes[key] ?? "see the cluster file section of the README" })
+  return new ClusterConfigError({
+    file,
+    key,
+    detail,
+    fix: fixes[scope + key] ?? fixes[key] ?? "see the cluster file section of the README",
+  })
 }
 
 const SECRET_KEYS = new Set(["meta.password"])
@@ -298,7 +304,12 @@ const endpointProblem = (endpoint: string): string | undefined => {
 type EtcdMetaInput = typeof EtcdMeta.Type
 
 /** Validates the etcd keys beyond their types, resolves credentials and paths. */
-const etcdMetaConfig = (meta: EtcdMetaInput, file: string, dir: string, env: Record<string, string | undefined>): EtcdMetaConfig | ClusterConfigError => {
+const etcdMetaConfig = (
+  meta: EtcdMetaInput,
+  file: string,
+  dir: string,
+  env: Record<string, string | undefined>,
+): EtcdMetaConfig | ClusterConfigError => {
   if (meta.endpoints.length === 0) return configError(file, "meta.endpoints", "no endpoints are given", fixes["meta.endpoints"])
   for (const [index, endpoint] of meta.endpoints.entries()) {
     const problem = endpointProblem(endpoint)
@@ -316,7 +327,12 @@ const etcdMetaConfig = (meta: EtcdMetaInput, file: string, dir: string, env: Rec
     )
   }
   if (meta.password !== undefined && meta.password_env !== undefined) {
-    return configError(file, "meta.password", "both `password` and `password_env` are set", "keep one of them (`password_env` keeps the secret out of the file)")
+    return configError(
+      file,
+      "meta.password",
+      "both `password` and `password_env` are set",
+      "keep one of them (`password_env` keeps the secret out of the file)",
+    )
   }
   const username = meta.username ?? (env.ETCD_USERNAME || undefined)
   let password: string | undefined
@@ -344,16 +360,31 @@ const etcdMetaConfig = (meta: EtcdMetaInput, file: string, dir: string, env: Rec
   }
   const https = meta.endpoints.filter((e) => e.startsWith("https:")).length
   if (https !== 0 && https !== meta.endpoints.length) {
-    return configError(file, "meta.endpoints", "mixes http:// and https:// endpoints", "use https:// for every endpoint of a TLS cluster (or http:// for every one)")
+    return configError(
+      file,
+      "meta.endpoints",
+      "mixes http:// and https:// endpoints",
+      "use https:// for every endpoint of a TLS cluster (or http:// for every one)",
+    )
   }
   let tls: EtcdMetaConfig["tls"]
   if (meta.tls !== undefined) {
     if (https === 0) {
-      return configError(file, "meta.tls", "[meta.tls] is set but the endpoints use http://", "write the endpoints as https://host:port, or remove [meta.tls]")
+      return configError(
+        file,
+        "meta.tls",
+        "[meta.tls] is set but the endpoints use http://",
+        "write the endpoints as https://host:port, or remove [meta.tls]",
+      )
     }
     if ((meta.tls.cert_file === undefined) !== (meta.tls.key_file === undefined)) {
       const missing = meta.tls.cert_file === undefined ? "cert_file" : "key_file"
-      return configError(file, `meta.tls.${missing}`, "a client certificate needs both cert_file and key_file", fixes[`meta.tls.${missing}`])
+      return configError(
+        file,
+        `meta.tls.${missing}`,
+        "a client certificate needs both cert_file and key_file",
+        fixes[`meta.tls.${missing}`],
+      )
     }
     tls = {
       caFile: meta.tls.ca_file === undefined ? undefined : resolvePath(dir, meta.tls.ca_file),
@@ -429,7 +460,12 @@ export const parseClusterConfig = (
     if (CLOUD_STORAGE_TYPES.includes(top.storage.type)) {
       const other = Object.keys(tables).find((k) => k !== top.storage.type)
       if (other !== undefined) {
-        return configError(absFile, `storage.${other}`, `unknown key in [storage] (the storage type is '${type}')`, `remove it; the ${type} options go in [storage.${type}]`)
+        return configError(
+          absFile,
+          `storage.${other}`,
+          `unknown key in [storage] (the storage type is '${type}')`,
+          `remove it; the ${type} options go in [storage.${type}]`,
+        )
       }
       if (typeof tables[top.storage.type] !== "object" || tables[top.storage.type] === null || Array.isArray(tables[top.storage.type])) {
         return configError(absFile, `storage.${type}`, "missing required table", cloudStorageFixes[top.storage.type])
@@ -456,7 +492,10 @@ export const loadClusterConfig = Effect.fn("ClusterConfig.load")(function* (file
       new ClusterConfigError({
         file: absFile,
         key: "",
-        detail: (cause as NodeJS.ErrnoException).code === "ENOENT" ? "the cluster file does not exist" : `cannot read the cluster file (${String(cause)})`,
+        detail:
+          (cause as NodeJS.ErrnoException).code === "ENOENT"
+            ? "the cluster file does not exist"
+            : `cannot read the cluster file (${String(cause)})`,
         fix: "check the path given to --from/--to/--cluster; `bendsave quickstart` writes an example cluster file",
       }),
   })

@@ -438,3 +438,35 @@ export const withSharedLease = <A, E, R>(
   use: (lease: Lease) => Effect.Effect<A, E, R>,
 ): Effect.Effect<A, E | BlobStoreError, Exclude<R, Scope.Scope>> =>
   Effect.scoped(Effect.flatMap(acquireSharedLease(store, kind, options), use))
+
+// ---------------------------------------------------------------------------
+// The garbage-collection protocol's two sides (docs/repository-format.md §10).
+
+/** The exclusive lease of a vacuum. */
+export const VACUUM_LEASE = "vacuum"
+/** The shared lease kind of a running backup. */
+export const BACKUP_LEASE = "backup"
+/** `details.phase` of a vacuum lease while it deletes blocks. */
+export const SWEEPING_PHASE = "sweeping"
+
+/**
+ * A backup's side: call AFTER taking the backup lease and before looking at
+ * any block. Waits while a live vacuum is sweeping (polling every `pollMs`),
+ * calling `onWait` once with the vacuum's record.
+ */
+export const waitWhileSweeping = (
+  store: BlobStore,
+  options: { readonly pollMs?: number; readonly onWait?: (vacuum: LeaseRecord) => void } = {},
+): Effect.Effect<void, BlobStoreError> =>
+  Effect.gen(function* () {
+    let told = false
+    for (;;) {
+      const vacuum = yield* liveExclusiveLease(store, VACUUM_LEASE)
+      if (vacuum === undefined || vacuum.record.details.phase !== SWEEPING_PHASE) return
+      if (!told) {
+        told = true
+        options.onWait?.(vacuum.record)
+      }
+      yield* Effect.sleep(options.pollMs ?? 1000)
+    }
+  })

@@ -5,7 +5,7 @@
 import { timestampMs } from "@bufbuild/protobuf/wkt"
 import * as Effect from "effect/Effect"
 import { type BackupManifest, BackupType, backupIdTime } from "./Manifest.ts"
-import { listBackupIds, readManifest, type Repository } from "./Repository.ts"
+import { listBackupIds, type Repository, readManifest } from "./Repository.ts"
 
 export interface BackupSummary {
   readonly backup_id: string

@@ -166,9 +166,7 @@ export const makeBackupFile = (init: {
 
 /** Milliseconds since the epoch of a file record's last_modified. */
 export const lastModifiedMillis = (file: BackupFile): number =>
-  file.lastModified === undefined
-    ? 0
-    : Number(file.lastModified.seconds) * 1000 + Math.round(file.lastModified.nanos / 1e6)
+  file.lastModified === undefined ? 0 : Number(file.lastModified.seconds) * 1000 + Math.round(file.lastModified.nanos / 1e6)
 
 /** Backup ids are the UTC time of the backup as `YYYYMMDD_HHMMSS`. */
 export const backupIdOf = (millis: number): string => {

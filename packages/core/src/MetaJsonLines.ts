@@ -52,7 +52,12 @@ const field = (obj: Record<string, unknown>, name: string, source: string, line:
   if (typeof text === "string") return encoder.encode(text)
   if (typeof b64 === "string" && BASE64.test(b64) && b64.length % 4 === 0) return new Uint8Array(Buffer.from(b64, "base64"))
   if (b64 !== undefined) {
-    return new MetaLinesError({ source, line, detail: `"${name}_b64" is not valid base64`, fix: "encode the bytes with standard base64 (RFC 4648)" })
+    return new MetaLinesError({
+      source,
+      line,
+      detail: `"${name}_b64" is not valid base64`,
+      fix: "encode the bytes with standard base64 (RFC 4648)",
+    })
   }
   return new MetaLinesError({
     source,
@@ -73,19 +78,35 @@ export const parseMetaLines = (text: string, source: string): Array<MetaEntry> |
     try {
       obj = JSON.parse(raw)
     } catch {
-      return new MetaLinesError({ source, line: i + 1, detail: "not valid JSON", fix: 'each line must be one JSON object like {"key":"k","value":"v"}' })
+      return new MetaLinesError({
+        source,
+        line: i + 1,
+        detail: "not valid JSON",
+        fix: 'each line must be one JSON object like {"key":"k","value":"v"}',
+      })
     }
     if (typeof obj !== "object" || obj === null || Array.isArray(obj)) {
-      return new MetaLinesError({ source, line: i + 1, detail: "not a JSON object", fix: 'each line must be one JSON object like {"key":"k","value":"v"}' })
+      return new MetaLinesError({
+        source,
+        line: i + 1,
+        detail: "not a JSON object",
+        fix: 'each line must be one JSON object like {"key":"k","value":"v"}',
+      })
     }
     const record = obj as Record<string, unknown>
     const unknownKey = Object.keys(record).find((k) => !["key", "key_b64", "value", "value_b64"].includes(k))
     if (unknownKey !== undefined) {
-      return new MetaLinesError({ source, line: i + 1, detail: `unknown field "${unknownKey}"`, fix: "allowed fields: key, key_b64, value, value_b64" })
+      return new MetaLinesError({
+        source,
+        line: i + 1,
+        detail: `unknown field "${unknownKey}"`,
+        fix: "allowed fields: key, key_b64, value, value_b64",
+      })
     }
     const key = field(record, "key", source, i + 1)
     if (key instanceof MetaLinesError) return key
-    if (key.length === 0) return new MetaLinesError({ source, line: i + 1, detail: "the key is empty", fix: "give every entry a non-empty key" })
+    if (key.length === 0)
+      return new MetaLinesError({ source, line: i + 1, detail: "the key is empty", fix: "give every entry a non-empty key" })
     const value = field(record, "value", source, i + 1)
     if (value instanceof MetaLinesError) return value
     entries.push({ key, value })

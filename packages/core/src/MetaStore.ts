@@ -28,8 +28,8 @@
  *   the number of keys (the local driver excepted: it holds its one file).
  */
 import type * as Effect from "effect/Effect"
-import type * as Stream from "effect/Stream"
 import * as Schema from "effect/Schema"
+import type * as Stream from "effect/Stream"
 
 export const MetaStoreErrorReason = Schema.Literals([
   "NotFound",
@@ -96,16 +96,9 @@ export interface MetaStore {
    * Errors of the `entries` stream abort the replace (nothing is written) and
    * pass through. `entries` may be run more than once (see the contract above).
    */
-  replace<E>(
-    entries: Stream.Stream<MetaEntry, E>,
-    options?: { readonly dryRun?: boolean },
-  ): Effect.Effect<MetaDiff, MetaStoreError | E>
+  replace<E>(entries: Stream.Stream<MetaEntry, E>, options?: { readonly dryRun?: boolean }): Effect.Effect<MetaDiff, MetaStoreError | E>
   get(key: Uint8Array): Effect.Effect<Uint8Array | undefined, MetaStoreError>
-  compareAndSwap(
-    key: Uint8Array,
-    expected: Uint8Array | undefined,
-    next: Uint8Array | undefined,
-  ): Effect.Effect<boolean, MetaStoreError>
+  compareAndSwap(key: Uint8Array, expected: Uint8Array | undefined, next: Uint8Array | undefined): Effect.Effect<boolean, MetaStoreError>
 }
 
 /** Bytewise comparison of two keys (the order of snapshots and pages). */

@@ -51,13 +51,7 @@ export interface PageStats {
 }
 
 /** Stores one encoded page as a block (skipping it when it already exists). */
-const storePage = Effect.fnUntraced(function* (
-  repo: Repository,
-  bytes: Uint8Array,
-  entryCount: number,
-  first: string,
-  stats: PageStats,
-) {
+const storePage = Effect.fnUntraced(function* (repo: Repository, bytes: Uint8Array, entryCount: number, first: string, stats: PageStats) {
   const { id, bytes: hashed } = yield* hashBlock(bytes)
   if (!(yield* hasBlock(repo, id))) {
     if (yield* putBlock(repo, id, hashed)) {
@@ -101,8 +95,7 @@ const makePageWriter = <A>(
     Effect.suspend(() => {
       current.push(entry)
       currentBytes += sizeOf(entry)
-      const cut =
-        (fnv1a(keyOf(entry)) & cutMask) === 0 || current.length >= PAGE_MAX_ENTRIES || currentBytes >= PAGE_MAX_BYTES
+      const cut = (fnv1a(keyOf(entry)) & cutMask) === 0 || current.length >= PAGE_MAX_ENTRIES || currentBytes >= PAGE_MAX_BYTES
       return cut ? flush : Effect.void
     })
   /** Adds entries in order; pages are stored as they fill up. */

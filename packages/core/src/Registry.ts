@@ -20,16 +20,22 @@ import { fileURLToPath } from "node:url"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import type { BlobStore, BlobStoreError } from "./BlobStore.ts"
 import type { Cluster } from "./Backup.ts"
+import type { BlobStore, BlobStoreError } from "./BlobStore.ts"
 import { type ClusterConfig, ClusterConfigError, type DriverStorageConfig, type EtcdMetaConfig, isFsStorage } from "./ClusterConfig.ts"
 import { makeFsBlobStore } from "./drivers/FsBlobStore.ts"
 import { makeLocalMetaStore } from "./drivers/LocalMetaStore.ts"
 import { makeMemoryBlobStore } from "./drivers/MemoryBlobStore.ts"
 import type { MetaStore, MetaStoreError } from "./MetaStore.ts"
 import { MANIFEST_PREFIX, MANIFEST_SUFFIX, openRepository, RepositoryError } from "./Repository.ts"
+import {
+  knownStorageSchemes,
+  openDriverStore,
+  resolveStorageDriverByScheme,
+  resolveStorageDriverByType,
+  type StorageDriverError,
+} from "./StorageDriver.ts"
 import { limitStore } from "./StorageLimits.ts"
-import { knownStorageSchemes, openDriverStore, resolveStorageDriverByScheme, resolveStorageDriverByType, type StorageDriverError } from "./StorageDriver.ts"
 
 /** A repository URL or manifest reference that cannot be used. */
 export class LocationError extends Schema.TaggedError<LocationError>()("LocationError", {
@@ -105,7 +111,11 @@ const openRepositoryStoreUnlimited = (input: string, options: { readonly create?
     const create = options.create === true
     if (!URL_LIKE.test(input)) {
       if (input.trim() === "") {
-        return yield* new LocationError({ input, detail: "the repository location is empty", fix: "give a path or URL, e.g. ./backups or fs:///var/backups/prod" })
+        return yield* new LocationError({
+          input,
+          detail: "the repository location is empty",
+          fix: "give a path or URL, e.g. ./backups or fs:///var/backups/prod",
+        })
       }
       return yield* makeFsBlobStore(resolve(input), { create })
     }
@@ -121,7 +131,11 @@ const openRepositoryStoreUnlimited = (input: string, options: { readonly create?
     const storageDriver = yield* resolveStorageDriverByScheme(scheme, process.cwd()).pipe(Effect.mapError((e) => locationErrorOf(input, e)))
     if (storageDriver !== undefined) {
       if (storageDriver.fromUrl === undefined) {
-        return yield* new LocationError({ input, detail: `the storage driver '${storageDriver.name}' takes no URLs`, fix: "name it in a cluster file instead" })
+        return yield* new LocationError({
+          input,
+          detail: `the storage driver '${storageDriver.name}' takes no URLs`,
+          fix: "name it in a cluster file instead",
+        })
       }
       let raw: Record<string, unknown>
       try {
@@ -137,7 +151,9 @@ const openRepositoryStoreUnlimited = (input: string, options: { readonly create?
         Effect.mapError((e) => (e._tag === "StorageDriverError" ? locationErrorOf(input, e) : e)),
       )
     }
-    const known = knownStorageSchemes().map((s) => `${s}://`).join(", ")
+    const known = knownStorageSchemes()
+      .map((s) => `${s}://`)
+      .join(", ")
     return yield* new LocationError({
       input,
       detail: `unknown repository scheme '${url.protocol.slice(0, -1)}'`,
@@ -272,7 +288,10 @@ export const openMeta = (
     Effect.flatMap((driver) => driver.openEtcdMetaStore(meta, { create: options.create })),
     Effect.catchIf(
       (e): e is MetaStoreError => e._tag === "MetaStoreError" && e.reason === "NotFound",
-      (e) => Effect.fail(new ClusterConfigError({ file: config.file, key: "meta.prefix", detail: e.detail, fix: e.fix ?? "check `prefix` in [meta]" })),
+      (e) =>
+        Effect.fail(
+          new ClusterConfigError({ file: config.file, key: "meta.prefix", detail: e.detail, fix: e.fix ?? "check `prefix` in [meta]" }),
+        ),
     ),
   )
 }
@@ -317,7 +336,8 @@ export const openStorage = (
 const openDriverStorage = (config: ClusterConfig, storage: DriverStorageConfig, create: boolean) =>
   Effect.gen(function* () {
     const baseDir = dirname(config.file)
-    const toConfigError = (key: string) => (e: StorageDriverError) => new ClusterConfigError({ file: config.file, key, detail: e.detail, fix: e.fix })
+    const toConfigError = (key: string) => (e: StorageDriverError) =>
+      new ClusterConfigError({ file: config.file, key, detail: e.detail, fix: e.fix })
     const driver = yield* resolveStorageDriverByType(storage.type, baseDir).pipe(Effect.mapError(toConfigError("storage.type")))
     const other = Object.keys(storage.tables).find((k) => k !== driver.name)
     if (other !== undefined) {

@@ -18,8 +18,8 @@ import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import type { BlobStore } from "./BlobStore.ts"
 import { BlobStoreError } from "./BlobStore.ts"
-import { type BackupManifest, BACKUP_ID_PATTERN, decodeManifest, encodeManifest, ManifestError } from "./Manifest.ts"
 import { hashBlock } from "./Hash.ts"
+import { BACKUP_ID_PATTERN, type BackupManifest, decodeManifest, encodeManifest, ManifestError } from "./Manifest.ts"
 import { REPOSITORY_GUIDE } from "./RepositoryGuide.ts"
 import { TOOL_VERSION } from "./Version.ts"
 
@@ -91,10 +91,7 @@ const decodeConfig = Schema.decodeUnknownExit(RepositoryConfig)
  * new repository (config written create-only, so two first backups racing
  * agree on one config).
  */
-export const openRepository = Effect.fn("Repository.open")(function* (
-  store: BlobStore,
-  options: { readonly create?: boolean } = {},
-) {
+export const openRepository = Effect.fn("Repository.open")(function* (store: BlobStore, options: { readonly create?: boolean } = {}) {
   const location = store.location
   const existing = yield* readConfig(store)
   if (existing !== undefined) return { store, location, config: existing } satisfies Repository
@@ -263,11 +260,7 @@ export const putBlock = (repo: Repository, blockId: string, bytes: Uint8Array): 
   )
 
 /** Reads a block and re-hashes it; fails with IntegrityError unless the bytes match the id and size. */
-export const getBlock = Effect.fn("Repository.getBlock")(function* (
-  repo: Repository,
-  blockId: string,
-  expectedSize: number,
-) {
+export const getBlock = Effect.fn("Repository.getBlock")(function* (repo: Repository, blockId: string, expectedSize: number) {
   if (!BLOCK_ID_PATTERN.test(blockId)) {
     return yield* new IntegrityError({
       reason: "HashMismatch",

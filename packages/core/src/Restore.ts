@@ -15,10 +15,10 @@ import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
-import type { BlobStore, ObjectInfo } from "./BlobStore.ts"
-import { BlobStoreError } from "./BlobStore.ts"
 import type { Cluster } from "./Backup.ts"
 import { RESERVED_STORAGE_PREFIX } from "./Backup.ts"
+import type { BlobStore, ObjectInfo } from "./BlobStore.ts"
+import { BlobStoreError } from "./BlobStore.ts"
 import { hashBlock } from "./Hash.ts"
 import { type BackupFile, type BackupManifest, ManifestError, unsafePathProblem } from "./Manifest.ts"
 import type { MetaDiff } from "./MetaStore.ts"
@@ -214,10 +214,7 @@ export const restore = Effect.fn("Restore.run")(function* (
   // Each file in flight holds permits for the blocks it may buffer (up to BLOCKS_AHEAD of them).
   const PERMIT_BYTES = 64 * 1024
   const BLOCKS_AHEAD = 3
-  const budget = Math.max(
-    Math.ceil((options.byteBudget ?? 128 * 1024 * 1024) / PERMIT_BYTES),
-    (BLOCKS_AHEAD * BLOCK_SIZE) / PERMIT_BYTES,
-  )
+  const budget = Math.max(Math.ceil((options.byteBudget ?? 128 * 1024 * 1024) / PERMIT_BYTES), (BLOCKS_AHEAD * BLOCK_SIZE) / PERMIT_BYTES)
   const semaphore = yield* Semaphore.make(budget)
   const permitsFor = (file: BackupFile) => Math.max(1, Math.ceil(Math.min(Number(file.size), BLOCKS_AHEAD * BLOCK_SIZE) / PERMIT_BYTES))
 
@@ -283,7 +280,13 @@ export const restore = Effect.fn("Restore.run")(function* (
     )
     counters.written++
     counters.writtenBytes += Number(file.size)
-    report({ phase: "files", filesDone: counters.written, bytesDone: counters.writtenBytes, filesTotal: counters.write, bytesTotal: counters.writeBytes })
+    report({
+      phase: "files",
+      filesDone: counters.written,
+      bytesDone: counters.writtenBytes,
+      filesTotal: counters.write,
+      bytesTotal: counters.writeBytes,
+    })
   })
   if (confirm && toWrite.size > 0) {
     yield* files().pipe(

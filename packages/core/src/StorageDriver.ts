@@ -94,7 +94,9 @@ export class StorageDriverError extends Schema.TaggedError<StorageDriverError>()
   fix: Schema.String,
 }) {
   override get message(): string {
-    return this.key === "" ? `storage driver '${this.driver}': ${this.detail}` : `storage driver '${this.driver}': option '${this.key}': ${this.detail}`
+    return this.key === ""
+      ? `storage driver '${this.driver}': ${this.detail}`
+      : `storage driver '${this.driver}': option '${this.key}': ${this.detail}`
   }
 }
 
@@ -110,14 +112,15 @@ const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "obj
 
 /** What is wrong with a would-be driver definition, or undefined when it is well formed. */
 export const storageDriverProblem = (value: unknown): string | undefined => {
-  if (!isRecord(value)) return "the default export is not an object (export default a driver definition: { name, schemes, configSchema, capabilities, make })"
+  if (!isRecord(value))
+    return "the default export is not an object (export default a driver definition: { name, schemes, configSchema, capabilities, make })"
   if (typeof value.name !== "string" || !NAME.test(value.name)) return "`name` must be a lowercase word (letters, digits, '-', '_')"
   if (!Array.isArray(value.schemes) || value.schemes.some((s) => typeof s !== "string" || !SCHEME.test(s))) {
     return "`schemes` must be an array of URL schemes without ':' (e.g. [\"mystore\"]), possibly empty"
   }
   const schema = value.configSchema
   // Schemas may be functions with properties (Effect's are).
-  const standard = (typeof schema === "function" || isRecord(schema)) ? (schema as { "~standard"?: unknown })["~standard"] : undefined
+  const standard = typeof schema === "function" || isRecord(schema) ? (schema as { "~standard"?: unknown })["~standard"] : undefined
   if (!isRecord(standard) || typeof standard.validate !== "function") {
     return "`configSchema` must be a Standard Schema (with Effect: Schema.toStandardSchemaV1(Schema.Struct({...})))"
   }
@@ -126,8 +129,10 @@ export const storageDriverProblem = (value: unknown): string | undefined => {
   for (const cap of booleanCapabilities) {
     if (typeof caps[cap] !== "boolean") return `\`capabilities.${cap}\` must be true or false`
   }
-  if (typeof caps.maxObjectSize !== "number" || !(caps.maxObjectSize > 0)) return "`capabilities.maxObjectSize` must be a positive number of bytes"
-  if (typeof value.make !== "function" && typeof value.layer !== "function") return "the definition needs `make(options, context)` or `layer(options, context)`"
+  if (typeof caps.maxObjectSize !== "number" || !(caps.maxObjectSize > 0))
+    return "`capabilities.maxObjectSize` must be a positive number of bytes"
+  if (typeof value.make !== "function" && typeof value.layer !== "function")
+    return "the definition needs `make(options, context)` or `layer(options, context)`"
   if (value.fromUrl !== undefined && typeof value.fromUrl !== "function") return "`fromUrl` must be a function (url, env) => options"
   if (value.secretKeys !== undefined && (!Array.isArray(value.secretKeys) || value.secretKeys.some((k) => typeof k !== "string"))) {
     return "`secretKeys` must be an array of option names"
@@ -162,7 +167,12 @@ export const decodeDriverOptions = <O>(driver: StorageDriver<O>, raw: unknown): 
     Effect.tryPromise({
       try: async () => driver.configSchema["~standard"].validate(raw),
       catch: (cause) =>
-        new StorageDriverError({ driver: driver.name, key: "", detail: `its option schema threw: ${String(cause)}`, fix: "report this to the driver's author" }),
+        new StorageDriverError({
+          driver: driver.name,
+          key: "",
+          detail: `its option schema threw: ${String(cause)}`,
+          fix: "report this to the driver's author",
+        }),
     }),
     (result) => {
       if (result.issues === undefined) return Effect.succeed(result.value)
@@ -171,7 +181,13 @@ export const decodeDriverOptions = <O>(driver: StorageDriver<O>, raw: unknown): 
       const secret = (driver.secretKeys ?? []).some((k) => key === k || key.startsWith(`${k}.`))
       const unknownKey = /excess|unexpected|unrecognized|unknown/i.test(issue.message)
       const missing = /missing/i.test(issue.message)
-      const detail = unknownKey ? "unknown option" : missing ? "missing required option" : secret ? "invalid value (not shown: it is a secret)" : issue.message
+      const detail = unknownKey
+        ? "unknown option"
+        : missing
+          ? "missing required option"
+          : secret
+            ? "invalid value (not shown: it is a secret)"
+            : issue.message
       const help = driver.optionsHelp === undefined ? "" : `; options: ${driver.optionsHelp.join("; ")}`
       return Effect.fail(new StorageDriverError({ driver: driver.name, key, detail, fix: `correct the option${help}` }))
     },
@@ -182,7 +198,12 @@ export const decodeDriverOptions = <O>(driver: StorageDriver<O>, raw: unknown): 
 // ---------------------------------------------------------------------------
 
 /** The cloud drivers bendsave ships, by `[storage] type`: the package that holds each and its URL schemes. */
-export const BUILTIN_STORAGE_PACKAGES: ReadonlyArray<{ readonly type: string; readonly schemes: ReadonlyArray<string>; readonly pkg: string; readonly service: string }> = [
+export const BUILTIN_STORAGE_PACKAGES: ReadonlyArray<{
+  readonly type: string
+  readonly schemes: ReadonlyArray<string>
+  readonly pkg: string
+  readonly service: string
+}> = [
   { type: "s3", schemes: ["s3"], pkg: "@bendsave/drivers-s3", service: "Amazon S3 (and S3-compatible storage)" },
   { type: "gcs", schemes: ["gs"], pkg: "@bendsave/drivers-gcs", service: "Google Cloud Storage" },
   { type: "azblob", schemes: ["azblob"], pkg: "@bendsave/drivers-azure", service: "Azure Blob Storage" },
@@ -226,7 +247,10 @@ export const registerStorageDriver = (value: unknown, origin = "registerStorageD
         new StorageDriverError({
           driver: driver.name,
           key: "",
-          detail: clash !== undefined ? `the URL scheme '${clash}' already belongs to another driver` : `a different driver named '${driver.name}' is already registered`,
+          detail:
+            clash !== undefined
+              ? `the URL scheme '${clash}' already belongs to another driver`
+              : `a different driver named '${driver.name}' is already registered`,
           fix: "give the plugin a name and schemes of its own",
         }),
       )
@@ -312,7 +336,11 @@ export const resolveStorageDriverByType = (type: string, baseDir: string): Effec
     return loaded.pipe(
       Effect.mapError((e) =>
         e.detail.includes("was not found")
-          ? new StorageDriverError({ ...e, detail: `the ${builtin.service} driver (${builtin.pkg}) is not installed`, fix: `install it next to @bendsave/core (npm install ${builtin.pkg}); the bendsave CLI includes it` })
+          ? new StorageDriverError({
+              ...e,
+              detail: `the ${builtin.service} driver (${builtin.pkg}) is not installed`,
+              fix: `install it next to @bendsave/core (npm install ${builtin.pkg}); the bendsave CLI includes it`,
+            })
           : e,
       ),
       Effect.flatMap((value) => validateStorageDriver(value, builtin.pkg)),
@@ -349,7 +377,10 @@ export const registerStorageDriversFromEnv = (
 ): Effect.Effect<void, StorageDriverError> => {
   const value = env[DRIVERS_ENV]?.trim() ?? ""
   if (value === "" || value === fromEnv) return Effect.void
-  const specifiers = value.split(",").map((s) => s.trim()).filter((s) => s !== "")
+  const specifiers = value
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "")
   return Effect.forEach(specifiers, (specifier) => loadStorageDriver(specifier, baseDir), { discard: true }).pipe(
     Effect.tap(() =>
       Effect.sync(() => {
@@ -360,7 +391,10 @@ export const registerStorageDriversFromEnv = (
 }
 
 /** The driver for a URL scheme (without ':'): built in or registered (also through BENDSAVE_DRIVERS); undefined when none is. */
-export const resolveStorageDriverByScheme = (scheme: string, baseDir: string): Effect.Effect<StorageDriver | undefined, StorageDriverError> => {
+export const resolveStorageDriverByScheme = (
+  scheme: string,
+  baseDir: string,
+): Effect.Effect<StorageDriver | undefined, StorageDriverError> => {
   const builtin = BUILTIN_STORAGE_PACKAGES.find((b) => b.schemes.includes(scheme))
   if (builtin !== undefined) return resolveStorageDriverByType(builtin.type, baseDir)
   const find = () => [...registered.values()].find((d) => d.schemes.includes(scheme))
@@ -394,7 +428,12 @@ export const openDriverStore = <O>(
         ? yield* driver.make(options, context)
         : Context.get(yield* Layer.build(driver.layer!(options, context)), BlobStoreService)
     if (store === null || typeof store !== "object" || typeof store.get !== "function" || typeof store.list !== "function") {
-      return yield* new StorageDriverError({ driver: driver.name, key: "", detail: "opening returned something that is not a BlobStore", fix: "report this to the driver's author" })
+      return yield* new StorageDriverError({
+        driver: driver.name,
+        key: "",
+        detail: "opening returned something that is not a BlobStore",
+        fix: "report this to the driver's author",
+      })
     }
     return store
   })

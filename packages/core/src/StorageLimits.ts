@@ -104,7 +104,8 @@ export const parseByteRate = (text: string): number | undefined => {
 // ---------------------------------------------------------------------------
 
 /** The wait before retry `n` (1-based): random in [0, min(max, base * 2^(n-1))). */
-const backoff = (policy: RetryPolicy, n: number) => Math.floor(Math.random() * Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (n - 1)))
+const backoff = (policy: RetryPolicy, n: number) =>
+  Math.floor(Math.random() * Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (n - 1)))
 
 /** Runs `effect` again while it fails with a retryable error, up to the policy's attempts. */
 export const retrying = <A>(policy: RetryPolicy, effect: Effect.Effect<A, BlobStoreError>): Effect.Effect<A, BlobStoreError> => {
@@ -117,7 +118,9 @@ export const retrying = <A>(policy: RetryPolicy, effect: Effect.Effect<A, BlobSt
   return attempt(1)
 }
 
-const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.length), Buffer.from(b.buffer, b.byteOffset, b.length)) === 0
+const sameBytes = (a: Uint8Array, b: Uint8Array) =>
+  a.length === b.length &&
+  Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.length), Buffer.from(b.buffer, b.byteOffset, b.length)) === 0
 
 /** Retries every operation whose errors say so (see the module header for streams and create-only puts). */
 export const withRetry = (store: BlobStore, policy: RetryPolicy): BlobStore => {
@@ -162,7 +165,10 @@ export const withRetry = (store: BlobStore, policy: RetryPolicy): BlobStore => {
   const list = (prefix: string, after: string | undefined = undefined, n = 1): Stream.Stream<ObjectInfo, BlobStoreError> =>
     Stream.suspend(() => {
       let last = after
-      const source = after === undefined ? store.list(prefix) : store.list(prefix).pipe(Stream.filter((info) => compareKeysBytewise(info.key, after) > 0))
+      const source =
+        after === undefined
+          ? store.list(prefix)
+          : store.list(prefix).pipe(Stream.filter((info) => compareKeysBytewise(info.key, after) > 0))
       return source.pipe(
         Stream.tap((info) =>
           Effect.sync(() => {
@@ -207,7 +213,10 @@ export const withConcurrencyLimit = (store: BlobStore, permits: number): BlobSto
 }
 
 /** Throttles bytes written (put bodies) and read (get, getRange, getStream) to the limiters' rates. */
-export const withBandwidthLimit = (store: BlobStore, limits: { readonly upload?: RateLimiter; readonly download?: RateLimiter }): BlobStore => {
+export const withBandwidthLimit = (
+  store: BlobStore,
+  limits: { readonly upload?: RateLimiter; readonly download?: RateLimiter },
+): BlobStore => {
   const { upload, download } = limits
   const received = <A extends Uint8Array>(effect: Effect.Effect<A, BlobStoreError>) =>
     download === undefined ? effect : Effect.tap(effect, (bytes) => download.take(bytes.length))
@@ -215,7 +224,8 @@ export const withBandwidthLimit = (store: BlobStore, limits: { readonly upload?:
     ...store,
     get: (key) => received(store.get(key)),
     getRange: (key, offset, length) => received(store.getRange(key, offset, length)),
-    getStream: (key) => (download === undefined ? store.getStream(key) : store.getStream(key).pipe(Stream.tap((chunk) => download.take(chunk.length)))),
+    getStream: (key) =>
+      download === undefined ? store.getStream(key) : store.getStream(key).pipe(Stream.tap((chunk) => download.take(chunk.length))),
     put: (key, body, options) => {
       if (upload === undefined) return store.put(key, body, options)
       if (body instanceof Uint8Array) return Effect.andThen(upload.take(body.length), store.put(key, body, options))

@@ -15,7 +15,7 @@ import * as Stream from "effect/Stream"
 import { BlobStoreError } from "./BlobStore.ts"
 import { ManifestError, unsafePathProblem } from "./Manifest.ts"
 import { comparePaths, readFilePage, streamMetaEntries } from "./Pages.ts"
-import { blockKey, getBlock, IntegrityError, listBackupIds, readManifest, type Repository } from "./Repository.ts"
+import { blockKey, getBlock, IntegrityError, listBackupIds, type Repository, readManifest } from "./Repository.ts"
 
 export interface VerifyProblem {
   readonly backup_id: string
@@ -140,8 +140,7 @@ export const verify = Effect.fn("Verify.run")(function* (repo: Repository, optio
         ),
         Effect.catchIf(
           (e: BlobStoreError) => e.reason === "NotFound",
-          () =>
-            Effect.sync(() => addProblem({ backup_id: ref.backupId, path: ref.path, block_id: id, problem: "block is missing" })),
+          () => Effect.sync(() => addProblem({ backup_id: ref.backupId, path: ref.path, block_id: id, problem: "block is missing" })),
         ),
         Effect.tap(() =>
           Effect.sync(() => {
