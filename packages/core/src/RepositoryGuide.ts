@@ -12,6 +12,9 @@ delete anything here by hand: use the bendsave commands below.
 | \`bendsave.md\` | this guide |
 | \`manifests/<YYYYMMDD_HHMMSS>.manifest\` | one protobuf \`BackupManifest\` per backup, named by its UTC time; a backup exists exactly when its manifest exists |
 | \`data/<sha256>\` | content-addressed blocks: file data cut into 8 MiB blocks, and the pages of each backup's file list and meta snapshot; each named by the SHA-256 of its bytes |
+| \`leases/\` | who is working here right now (running backups, restores, clones, a vacuum); each lease expires a few minutes after its process stops renewing it |
+| \`checkpoints/<id>.checkpoint\` | progress of an unfinished backup; running the same backup command again resumes it |
+| \`pins/<id>/\` | backups kept whatever the retention policy says (clones made from them, or pinned by hand) |
 
 The full format (enough to write a reader) is docs/repository-format.md in the
 bendsave source.
