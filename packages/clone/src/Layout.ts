@@ -295,6 +295,7 @@ export const readCatalog = Effect.fnUntraced(function* (cluster: Cluster) {
   const snap = yield* cluster.meta.snapshot()
   const databases = new Map<string, DatabaseEntry>()
   const tables: Array<CatalogTable> = []
+  const externalClones: Array<{ readonly key: string; readonly raw: string; readonly sourceTableId: string }> = []
   yield* snap.entries.pipe(
     Stream.runForEach((e) =>
       Effect.suspend(() => {
@@ -312,12 +313,15 @@ export const readCatalog = Effect.fnUntraced(function* (cluster: Cluster) {
           const entry = parseTableEntry(raw, key)
           if (entry instanceof CloneError) return Effect.fail(entry)
           tables.push({ ref: { database: parts[0], table: parts[1] }, key, raw, entry })
+        } else if (key.startsWith(EXTERNAL_CLONE_PREFIX)) {
+          const parts = key.slice(EXTERNAL_CLONE_PREFIX.length).split("/")
+          if (parts.length === 2) externalClones.push({ key, raw: textOf(e.value), sourceTableId: parts[0] })
         }
         return Effect.void
       }),
     ),
   )
-  return { revision: snap.revision, databases, tables }
+  return { revision: snap.revision, databases, tables, externalClones }
 })
 
 /** Whether two clusters share one storage root (the same store, or the same driver and location). */
@@ -341,3 +345,23 @@ export const headOrUndefined = (storage: BlobStore, key: string) =>
   )
 
 export { BlobStoreError }
+
+/** Whether two clusters are one catalog (the same meta store, or the same driver, location and prefix). */
+export const sameMeta = (a: Cluster, b: Cluster): boolean =>
+  a.meta === b.meta || (a.meta.driver === b.meta.driver && a.meta.location === b.meta.location && a.meta.prefix === b.meta.prefix)
+
+/**
+ * `catalog/external_clones/<source_table_id>/<uuid>`: written in the SOURCE
+ * cluster when a shallow clone is made in another cluster that shares its
+ * storage root, so that DROP TABLE ... PURGE there keeps the files.
+ */
+export const EXTERNAL_CLONE_PREFIX = "catalog/external_clones/"
+
+export interface ExternalCloneRecord {
+  readonly cluster: string
+  readonly database: string
+  readonly table: string
+  readonly table_id: string
+  readonly source: { readonly database: string; readonly table: string }
+  readonly created_at: string
+}
