@@ -570,7 +570,8 @@ export const verifySampleLayout = (state: SampleCluster): string[] => {
       const db = JSON.parse(m.value) as DatabaseEntry
       if (typeof db.id !== "string" || typeof db.created_at !== "string") problems.push(`bad database entry ${m.key}`)
       dbIds.set(name, db.id)
-    } else if (!parseTableKey(m.key)) {
+    } else if (!parseTableKey(m.key) && !m.key.startsWith("catalog/external_clones/")) {
+      // catalog/external_clones/<table_id>/<uuid>: clone dependency records (table-layout.md §7.4)
       problems.push(`unexpected meta key ${m.key}`)
     }
   }
