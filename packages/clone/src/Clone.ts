@@ -282,7 +282,7 @@ export const deepFileId = (file: SnapshotFile): string => {
 }
 
 /** Whether `target` storage holds the backed-up file `record` itself (same object, or the same bytes). */
-const holdsBackedUpFile = Effect.fnUntraced(function* (storage: BlobStore, repo: Repository, record: BackupFile) {
+const holdsBackedUpFile = Effect.fnUntraced(function* (storage: BlobStore, record: BackupFile) {
   const info = yield* headOrUndefined(storage, record.path)
   if (info === undefined || info.size !== Number(record.size)) return false
   if (info.etag === record.etag && info.lastModified === lastModifiedMillis(record)) return true
@@ -291,7 +291,6 @@ const holdsBackedUpFile = Effect.fnUntraced(function* (storage: BlobStore, repo:
     const bytes = yield* storage.getRange(record.path, i * BLOCK_SIZE, Number(block.blockSize))
     if (bytes.length !== Number(block.blockSize) || (yield* hashBlock(bytes)).id !== block.blockId) return false
   }
-  void repo
   return true
 })
 
@@ -452,7 +451,7 @@ const cloneResolved = Effect.fnUntraced(function* (
       const backup = source.backup
       const results = yield* Effect.forEach(
         source.snapshot.files,
-        (f) => holdsBackedUpFile(target.storage, backup.repo, backup.files.get(f.path) as BackupFile),
+        (f) => holdsBackedUpFile(target.storage, backup.files.get(f.path) as BackupFile),
         { concurrency: COPY_CONCURRENCY },
       )
       const missing = source.snapshot.files.filter((_, i) => !results[i])
@@ -576,7 +575,9 @@ const cloneResolved = Effect.fnUntraced(function* (
         ...(source.live !== undefined && !sameMeta(source.live.cluster, target) ? { cluster: source.live.cluster.name } : {}),
         ...(source.backup !== undefined
           ? {
-              cluster: source.backup.manifest.backupMeta?.clusterName ?? "",
+              ...(source.backup.manifest.backupMeta?.clusterName && source.backup.manifest.backupMeta.clusterName !== target.name
+                ? { cluster: source.backup.manifest.backupMeta.clusterName }
+                : {}),
               source_backup: source.backup.backupId,
               repository: source.backup.repo.location,
               ...(pin !== undefined ? { pin } : {}),

@@ -335,6 +335,31 @@ describe("DROP TABLE ... PURGE", () => {
     expect((await keys(c, `${src.location}_d/`)).length).toBe(2)
   })
 
+  it("a shallow clone in another cluster sharing the storage root is recorded in the source cluster, and PURGE keeps its files", async () => {
+    const dir = await tempDir("shared")
+    const a = await openTestCluster(dir, "a", { storage: '[storage]\ntype = "fs"\n[storage.fs]\ndata_path = "./shared-data"\n' })
+    const b = await openTestCluster(dir, "b", { storage: '[storage]\ntype = "fs"\n[storage.fs]\ndata_path = "./shared-data"\n' })
+    const src = await createTable(a, t("db", "src"), [120, 80])
+    const r = await run(
+      cloneTable({
+        source: { kind: "live", cluster: a, table: t("db", "src") },
+        target: { cluster: b, table: t("dev", "src") },
+        mode: "SHALLOW",
+        onExists: "error",
+        dryRun: false,
+      }),
+    )
+    expect(r).toMatchObject({ source: "a.db.src", num_copied_files: 0 })
+    expect(await run(listClones(a, t("db", "src")))).toEqual([
+      expect.objectContaining({ clone: "b.dev.src", source: "db.src", mode: "SHALLOW" }),
+    ])
+    expect(await run(listClones(b))).toEqual([expect.objectContaining({ clone: "dev.src", source: "a.db.src" })])
+    const dropped = await run(dropTable(a, t("db", "src"), { ifExists: false, purge: true }))
+    expect(dropped).toMatchObject({ files_kept_for_clones: 2, files_deleted: 1 })
+    expect(await keys(a, `${src.location}_d/`)).toHaveLength(2)
+    expect((await tableAggregates(b, t("dev", "src"))).rows).toBe(200)
+  })
+
   it("without clones, PURGE deletes every object of the table", async () => {
     const dir = await tempDir("purge-all")
     const c = await openTestCluster(dir, "c")
@@ -378,7 +403,8 @@ describe("clone from a backup", () => {
     expect(r).toMatchObject({ status: "cloned", source_backup: firstBackup, num_copied_files: 2, source_num_of_files: 2 })
     expect(await tableAggregates(prod, t("sales", "orders_back"))).toEqual(expectedV1)
     const entry = await readEntry(prod, t("sales", "orders_back"))
-    expect(entry?.clone_of).toMatchObject({ source_backup: firstBackup, mode: "DEEP", cluster: "prod", database: "sales", table: "orders" })
+    expect(entry?.clone_of).toMatchObject({ source_backup: firstBackup, mode: "DEEP", database: "sales", table: "orders" })
+    expect(entry?.clone_of?.cluster).toBeUndefined() // the backup is of this very cluster
     const pins = await run(listPins(repo, firstBackup))
     expect(pins).toHaveLength(1)
     expect(pins[0].key).toMatch(new RegExp(`^pins/${firstBackup}/[0-9a-f-]{36}\\.json$`))
@@ -468,6 +494,7 @@ describe("clone from a backup", () => {
       ["sales_copy.orders", 2],
       ["sales_copy.refunds", 1],
     ])
+    expect((await readEntry(copy, t("sales_copy", "orders")))?.clone_of).toMatchObject({ cluster: "prod", source_backup: firstBackup })
     expect(await tableAggregates(copy, t("sales_copy", "orders"))).toEqual(expectedV1)
   })
 
@@ -595,6 +622,46 @@ describe("catalog updates are compare-and-swap", () => {
     const after = await readEntry(c, t("db", "dst"))
     expect(after?.snapshot).not.toBe(before?.snapshot)
     expect((await tableAggregates(c, t("db", "dst"))).rows).toBe(110) // the other writer's commit stands
+  })
+})
+
+describe("a shallow clone racing a DROP of its source", () => {
+  it("is undone when the source was dropped before the clone could be seen by a PURGE", async () => {
+    const dir = await tempDir("race-drop")
+    const c = await openTestCluster(dir, "c")
+    await createTable(c, t("db", "src"), [100])
+    // The source is dropped (entry removed) right after the clone's commit, before its re-check.
+    const dropping: Cluster = {
+      ...c,
+      meta: {
+        ...c.meta,
+        snapshot: () => c.meta.snapshot(),
+        replace: (entries, options) => c.meta.replace(entries, options),
+        get: (key) => c.meta.get(key),
+        compareAndSwap: (key, expected, next) =>
+          c.meta
+            .compareAndSwap(key, expected, next)
+            .pipe(
+              Effect.tap((ok) =>
+                ok && new TextDecoder().decode(key) === "catalog/tables/db/clone" && next !== undefined
+                  ? dropTable(c, t("db", "src"), { ifExists: false, purge: false }).pipe(Effect.orDie)
+                  : Effect.void,
+              ),
+            ),
+      },
+    }
+    const e = await runError(
+      cloneTable({
+        source: { kind: "live", cluster: dropping, table: t("db", "src") },
+        target: { cluster: dropping, table: t("db", "clone") },
+        mode: "SHALLOW",
+        onExists: "error",
+        dryRun: false,
+      }),
+    )
+    expect(e).toMatchObject({ reason: "Conflict" })
+    expect(e.message).toContain("dropped while it was being cloned")
+    expect(await readEntry(c, t("db", "clone"))).toBeUndefined()
   })
 })
 
