@@ -19,6 +19,7 @@ import {
   type Repository,
   readManifest,
   streamMetaEntries,
+  withSharedLease,
 } from "@bendsave/core"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
@@ -52,8 +53,8 @@ export interface Pin {
   readonly created_at: string
 }
 
-/** Picks the backup: `backupId`, else the newest at or before `at`, else the latest. */
-export const resolveBackup = Effect.fnUntraced(function* (repo: Repository, options: { readonly backupId?: string; readonly at?: Date }) {
+/** Picks the backup id: `backupId`, else the newest at or before `at`, else the latest. */
+export const pickBackupId = Effect.fnUntraced(function* (repo: Repository, options: { readonly backupId?: string; readonly at?: Date }) {
   const ids = yield* listBackupIds(repo)
   let backupId: string | undefined
   if (options.backupId !== undefined) {
@@ -91,9 +92,34 @@ export const resolveBackup = Effect.fnUntraced(function* (repo: Repository, opti
       })
     }
   }
-  const manifest = yield* readManifest(repo, backupId)
-  return { backupId, manifest }
+  return backupId
 })
+
+/** A backup picked and its manifest read. */
+export interface PickedBackup {
+  readonly repo: Repository
+  readonly backupId: string
+  readonly manifest: BackupManifest
+}
+
+/**
+ * Picks a backup and runs `use` on it. Unless `dryRun`, a shared lease of
+ * `kind` (`clone`, `restore`) naming the backup (`details.backup_id`) is held
+ * meanwhile, so a vacuum keeps that backup (docs/repository-format.md
+ * sections 9-11); a dry run writes nothing into the repository.
+ */
+export const withBackup = <A, E>(
+  repo: Repository,
+  options: { readonly backupId?: string; readonly at?: Date },
+  lease: { readonly kind: "clone" | "restore"; readonly operation: string; readonly dryRun: boolean },
+  use: (picked: PickedBackup) => Effect.Effect<A, E>,
+) =>
+  Effect.gen(function* () {
+    const backupId = yield* pickBackupId(repo, options)
+    const run = Effect.flatMap(readManifest(repo, backupId), (manifest) => use({ repo, backupId, manifest }))
+    if (lease.dryRun) return yield* run
+    return yield* withSharedLease(repo.store, lease.kind, { operation: lease.operation, details: { backup_id: backupId } }, () => run)
+  })
 
 /** The catalog of a backup, restricted to one database: its entry and its tables (key order). */
 export const readBackupDatabase = Effect.fnUntraced(function* (

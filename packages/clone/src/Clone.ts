@@ -35,9 +35,10 @@ import {
   backupDatabaseNames,
   backupFileStream,
   findBackupFiles,
+  type PickedBackup,
   readBackupDatabase,
   readBackupSnapshot,
-  resolveBackup,
+  withBackup,
   writePin,
 } from "./BackupSource.ts"
 import { CloneError } from "./CloneError.ts"
@@ -165,13 +166,6 @@ interface ResolvedSource {
   }
 }
 
-/** A backup already picked (so a database clone reads the manifest once). */
-interface PickedBackup {
-  readonly repo: Repository
-  readonly backupId: string
-  readonly manifest: BackupManifest
-}
-
 const checkVersion = (version: number | undefined): Effect.Effect<void, CloneError> =>
   version === undefined || (Number.isSafeInteger(version) && version >= 1)
     ? Effect.void
@@ -261,11 +255,6 @@ const resolveFromBackup = Effect.fnUntraced(function* (picked: PickedBackup, ref
     display: displayTable(ref),
     backup: { repo, backupId, manifest, files },
   } satisfies ResolvedSource
-})
-
-const pickBackup = Effect.fnUntraced(function* (repo: Repository, options: { readonly backupId?: string; readonly at?: Date }) {
-  const { backupId, manifest } = yield* resolveBackup(repo, options)
-  return { repo, backupId, manifest } satisfies PickedBackup
 })
 
 /**
@@ -685,11 +674,14 @@ const sourceDropped = (source: ResolvedSource) =>
 export const cloneTable: (req: CloneTableRequest) => Effect.Effect<CloneResult, CloneFailure> = Effect.fn("Clone.table")(function* (
   req: CloneTableRequest,
 ) {
-  const source =
-    req.source.kind === "live"
-      ? yield* resolveLive(req.source.cluster, req.source.table, req.source.version, req.target.cluster)
-      : yield* resolveFromBackup(yield* pickBackup(req.source.repo, req.source), req.source.table)
-  return yield* cloneResolved(source, req, { record: true })
+  const source = req.source
+  if (source.kind === "live") {
+    return yield* cloneResolved(yield* resolveLive(source.cluster, source.table, source.version, req.target.cluster), req, { record: true })
+  }
+  const operation = `clone of ${displayTable(source.table)} into ${req.target.cluster.name}.${displayTable(req.target.table)}`
+  return yield* withBackup(source.repo, source, { kind: "clone", operation, dryRun: req.dryRun }, (picked) =>
+    Effect.flatMap(resolveFromBackup(picked, source.table), (resolved) => cloneResolved(resolved, req, { record: true })),
+  )
 })
 
 /** A DEEP copy of a table out of an already picked backup, without clone records (RESTORE TABLE ... AS). */
@@ -731,20 +723,25 @@ export const cloneDatabase: (req: CloneDatabaseRequest) => Effect.Effect<Readonl
       results.push(yield* cloneResolved(resolved, { target: targetOf(t.ref.table), ...common }, { record: true }))
     }
   } else {
-    const picked = yield* pickBackup(req.source.repo, req.source)
-    const { db, tables } = yield* readBackupDatabase(picked.repo, picked.manifest, req.source.database)
-    if (db === undefined) {
-      const names = yield* backupDatabaseNames(picked.repo, picked.manifest)
-      return yield* new CloneError({
-        reason: "DatabaseNotFound",
-        detail: `backup ${picked.backupId} has no database '${req.source.database}'`,
-        fix: `its databases are: ${names.join(", ") || "(none)"}`,
-      })
-    }
-    for (const t of tables) {
-      const resolved = yield* resolveFromBackup(picked, t.ref)
-      results.push(yield* cloneResolved(resolved, { target: targetOf(t.ref.table), ...common }, { record: true }))
-    }
+    const source = req.source
+    const operation = `clone of database ${source.database} into ${req.target.cluster.name}.${req.target.database}`
+    yield* withBackup(source.repo, source, { kind: "clone", operation, dryRun: req.dryRun }, (picked) =>
+      Effect.gen(function* () {
+        const { db, tables } = yield* readBackupDatabase(picked.repo, picked.manifest, source.database)
+        if (db === undefined) {
+          const names = yield* backupDatabaseNames(picked.repo, picked.manifest)
+          return yield* new CloneError({
+            reason: "DatabaseNotFound",
+            detail: `backup ${picked.backupId} has no database '${source.database}'`,
+            fix: `its databases are: ${names.join(", ") || "(none)"}`,
+          })
+        }
+        for (const t of tables) {
+          const resolved = yield* resolveFromBackup(picked, t.ref)
+          results.push(yield* cloneResolved(resolved, { target: targetOf(t.ref.table), ...common }, { record: true }))
+        }
+      }),
+    )
   }
   if (!req.dryRun) yield* ensureDatabase(req.target.cluster, req.target.database)
   return results

@@ -3,7 +3,7 @@
  * meta, opened from cluster files): every kind of clone, checked afterwards
  * by DuckDB reading the Parquet files the target's snapshot lists.
  */
-import { backup, type Cluster, openRepositoryAt, type Repository } from "@bendsave/core"
+import { backup, type Cluster, liveSharedLeases, openRepositoryAt, type Repository } from "@bendsave/core"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -391,10 +391,23 @@ describe("clone from a backup", () => {
     await run(dropTable(prod, t("sales", "orders"), { ifExists: false, purge: true }))
     expect(await readEntry(prod, t("sales", "orders"))).toBeUndefined()
 
+    // While it copies, a shared `clone` lease names the backup (the vacuum keeps it).
+    const leasesSeen: Array<string> = []
+    const watched: Cluster = {
+      ...prod,
+      storage: {
+        ...prod.storage,
+        put: (key, body, options) =>
+          liveSharedLeases(repo.store, "clone").pipe(
+            Effect.tap((ls) => Effect.sync(() => leasesSeen.push(...ls.map((l) => l.record.details.backup_id ?? "")))),
+            Effect.andThen(prod.storage.put(key, body, options)),
+          ),
+      },
+    }
     const r = await run(
       cloneTable({
         source: { kind: "backup", repo, backupId: firstBackup, table: t("sales", "orders") },
-        target: { cluster: prod, table: t("sales", "orders_back") },
+        target: { cluster: watched, table: t("sales", "orders_back") },
         mode: "DEEP",
         onExists: "error",
         dryRun: false,
@@ -402,6 +415,9 @@ describe("clone from a backup", () => {
     )
     expect(r).toMatchObject({ status: "cloned", source_backup: firstBackup, num_copied_files: 2, source_num_of_files: 2 })
     expect(await tableAggregates(prod, t("sales", "orders_back"))).toEqual(expectedV1)
+    expect(leasesSeen.length).toBeGreaterThan(0)
+    expect(new Set(leasesSeen)).toEqual(new Set([firstBackup]))
+    expect(await run(liveSharedLeases(repo.store, "clone"))).toEqual([]) // released
     const entry = await readEntry(prod, t("sales", "orders_back"))
     expect(entry?.clone_of).toMatchObject({ source_backup: firstBackup, mode: "DEEP", database: "sales", table: "orders" })
     expect(entry?.clone_of?.cluster).toBeUndefined() // the backup is of this very cluster
