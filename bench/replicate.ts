@@ -120,12 +120,14 @@ const main = async () => {
     const m = await measure(
       label,
       "rclone",
-      ["sync", path.join(src, "data"), rcloneDst, "--stats", "0", "--stats-log-level", "NOTICE", "-v"],
+      ["sync", path.join(src, "data"), rcloneDst, "-v"],
       { cwd: run },
     )
     if (m.exitCode !== 0) fail(`${label}: exit ${m.exitCode}\n${m.stderr}`)
-    const transferred = /Transferred:\s+([\d.]+ \S+) \/ ([\d.]+ \S+)/.exec(m.stderr)
-    return { m, transferred: transferred?.[1] ?? "?" }
+    // rclone's final stats: "Transferred:   <bytes> / <total>, 100%, ..." then "Transferred:   <files> / <files>, 100%".
+    const bytes = /Transferred:\s+([\d.]+ ?[KMGT]?i?B) \//.exec(m.stderr)
+    const files = /Transferred:\s+(\d+) \/ \d+, 100%\s*$/m.exec(m.stderr)
+    return { m, transferred: `${bytes?.[1] ?? "?"}${files !== null ? ` (${files[1]} files)` : ""}` }
   }
 
   log("round 1 (everything) ...")
@@ -179,8 +181,11 @@ const main = async () => {
       `${r2.result.files_copied} files, ${r2.result.keys_changed} keys; moved/changed = ${(r2.result.bytes_copied / changedBytes).toFixed(3)}; ${((100 * r2.m.seconds) / r1.m.seconds).toFixed(1)} % of the first round`,
     ),
     row(r3.m, mib(r3.result.bytes_copied), `${r3.result.files_copied} files`),
-    row(rc1.m, rc1.transferred),
-    row(rc2.m, rc2.transferred, "files only (rclone does not move meta keys)"),
+    row(rc1.m, rc1.transferred, "no fsync"),
+    row(rc2.m, rc2.transferred, "files only (rclone does not move meta keys); no fsync"),
+    "",
+    "bendsave fsyncs every file it writes and its directory (a standby must survive a crash); rclone does not.",
+    "A bendsave round lists the source and the target twice (plan, then copy: MAX_DELETE is checked before anything changes).",
     "",
   ].join("\n")
   console.log(summary)
