@@ -117,12 +117,7 @@ const main = async () => {
     return { m, result: JSON.parse(m.stdout) as Record<string, number> }
   }
   const rclone = async (label: string) => {
-    const m = await measure(
-      label,
-      "rclone",
-      ["sync", path.join(src, "data"), rcloneDst, "-v"],
-      { cwd: run },
-    )
+    const m = await measure(label, "rclone", ["sync", path.join(src, "data"), rcloneDst, "-v"], { cwd: run })
     if (m.exitCode !== 0) fail(`${label}: exit ${m.exitCode}\n${m.stderr}`)
     // rclone's final stats: "Transferred:   <bytes> / <total>, 100%, ..." then "Transferred:   <files> / <files>, 100%".
     const bytes = /Transferred:\s+([\d.]+ ?[KMGT]?i?B) \//.exec(m.stderr)

@@ -13,9 +13,9 @@ import {
   BlobStoreError,
   type Cluster,
   compareBytes,
+  type MetaEntry,
   makeLocalMetaStore,
   makeMemoryBlobStore,
-  type MetaEntry,
   openRepository,
 } from "@bendsave/core"
 import * as Effect from "effect/Effect"
@@ -60,7 +60,8 @@ const bytes = (n: number, seed: number) => {
   return out
 }
 
-const put = (c: Cluster, key: string, data: Uint8Array | string) => run(c.storage.put(key, typeof data === "string" ? enc.encode(data) : data))
+const put = (c: Cluster, key: string, data: Uint8Array | string) =>
+  run(c.storage.put(key, typeof data === "string" ? enc.encode(data) : data))
 const remove = (c: Cluster, key: string) => run(c.storage.delete(key))
 const setMeta = (c: Cluster, entries: Record<string, string>) =>
   run(
@@ -124,7 +125,15 @@ describe("replication rounds (memory storage, local meta)", () => {
     await expect(run(target.storage.head(".bendsave/private"))).rejects.toThrow()
 
     const r2 = await run(replicate(source, target))
-    expect(r2).toMatchObject({ round: 2, files_copied: 0, bytes_copied: 0, files_unchanged: 20, files_deleted: 0, keys_added: 0, keys_changed: 0 })
+    expect(r2).toMatchObject({
+      round: 2,
+      files_copied: 0,
+      bytes_copied: 0,
+      files_unchanged: 20,
+      files_deleted: 0,
+      keys_added: 0,
+      keys_changed: 0,
+    })
     expect(r2.source_manifest_hash).toBe(r1.source_manifest_hash)
 
     await put(source, "db/t/_d/f03.parquet", bytes(5000, 99))
@@ -164,7 +173,9 @@ describe("replication rounds (memory storage, local meta)", () => {
     expect(Exit.isFailure(exit)).toBe(true)
     const error = Exit.isFailure(exit) ? exit.cause.reasons.find((r) => r._tag === "Fail") : undefined
     expect(error?._tag === "Fail" && error.error).toBeInstanceOf(MaxDeleteExceededError)
-    expect(String(error?._tag === "Fail" && (error.error as MaxDeleteExceededError).message)).toMatch(/4 file\(s\) and 2 meta key\(s\).*MAX_DELETE = 3/)
+    expect(String(error?._tag === "Fail" && (error.error as MaxDeleteExceededError).message)).toMatch(
+      /4 file\(s\) and 2 meta key\(s\).*MAX_DELETE = 3/,
+    )
     expect(await dump(target)).toEqual(before)
     const status = await run(readReplicationStatus(reservedArea(target)))
     expect(status.streams[0].last_round.outcome).toBe("stopped")
@@ -241,7 +252,13 @@ describe("replication rounds (memory storage, local meta)", () => {
     const r1 = await run(replicate(source, target, { scope }))
     expect(r1).toMatchObject({ stream: "table.db.t1", files_copied: 4, keys_total: 2 })
     const t = await dump(target)
-    expect(Object.keys(t.files).sort()).toEqual(["d1/other/_d/shared.parquet", `${loc}_d/a.parquet`, `${loc}_d/b.parquet`, `${loc}_ss/00000001.json`, "mine/file"])
+    expect(Object.keys(t.files).sort()).toEqual([
+      "d1/other/_d/shared.parquet",
+      `${loc}_d/a.parquet`,
+      `${loc}_d/b.parquet`,
+      `${loc}_ss/00000001.json`,
+      "mine/file",
+    ])
     expect(Object.keys(t.meta).sort()).toEqual(["catalog/databases/db", "catalog/tables/db/t1", "mine/key"])
 
     // Drop the table on the source: the key and its files go; the target's own stay.
