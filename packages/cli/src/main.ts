@@ -51,6 +51,19 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { Argument, CliOutput, Command, Flag, GlobalFlag } from "effect/cli"
+import * as Runtime from "effect/Runtime"
+import {
+  type ContinuousResult,
+  formatDuration as formatLag,
+  parseInterval,
+  parseScope,
+  readReplicationStatus,
+  replicate,
+  replicateEvery,
+  type ReplicationRoundResult,
+  reservedArea,
+  streamOf,
+} from "@bendsave/replicate"
 import { quickstart } from "./Quickstart.ts"
 import { describeError, formatBytes, makeProgressBar, table } from "./Render.ts"
 
@@ -479,6 +492,232 @@ const metaCommand = Command.make("meta").pipe(
   Command.withSubcommands([metaExport, metaImport]),
 )
 
+// replicate --------------------------------------------------------------------------------------
+
+/** Set when a continuous replication was stopped by a signal after checkpointing: the process exits 0. */
+let stoppedCleanly = false
+
+const replicateRoundText = (r: ReplicationRoundResult): string => {
+  const hashes =
+    r.source_manifest_hash === null
+      ? []
+      : [
+          `  hashes:  source ${r.source_manifest_hash.slice(0, 16)}…, target ${(r.target_manifest_hash ?? "").slice(0, 16)}…${r.source_manifest_hash === r.target_manifest_hash ? " (identical)" : r.delete_mode === "keep" ? " (differ: --delete keep kept files or keys the source no longer has)" : " (DIFFER)"}`,
+        ]
+  if (r.dry_run) {
+    return [
+      `DRY RUN: replication plan of the ${r.scope} of ${r.source.name} to ${r.target.name} (nothing was changed)`,
+      `  source:          revision ${r.source_revision}, ${r.files_total} files (${formatBytes(r.bytes_total)}) in scope`,
+      `  files to copy:   ${r.files_to_copy} (${formatBytes(r.bytes_to_copy)})${r.sample_copy.length > 0 ? `  e.g. ${r.sample_copy.join(", ")}` : ""}`,
+      `  files to delete: ${r.files_to_delete}${r.sample_delete.length > 0 ? `  e.g. ${r.sample_delete.join(", ")}` : ""}${r.delete_mode === "keep" ? " (kept: --delete keep)" : ""}`,
+      `  meta keys:       ${r.keys_added} to add, ${r.keys_changed} to change, ${r.keys_removed} to remove${r.delete_mode === "keep" ? " (kept)" : ""}`,
+      ...r.errors.map((e) => `  STOP: ${e}`),
+    ].join("\n")
+  }
+  return [
+    `replicated the ${r.scope} of ${r.source.name} to ${r.target.name}: round ${r.round}, source revision ${r.source_revision} (${r.source_time})`,
+    `  files:   ${r.files_total} in scope (${formatBytes(r.bytes_total)}); ${r.files_copied} copied (${formatBytes(r.bytes_copied)}), ${r.files_unchanged} unchanged${r.files_resumed > 0 ? ` (${r.files_resumed} copied by an interrupted attempt)` : ""}, ${r.files_deleted} deleted`,
+    `  meta:    ${r.keys_total} keys in scope; ${r.keys_added} added, ${r.keys_changed} changed, ${r.keys_removed} removed`,
+    ...(r.backup_id !== null ? [`  backup:  ${r.backup_id} in ${r.via}`] : []),
+    ...hashes,
+    ...r.errors.map((e) => `  warning: ${e}`),
+    `  took:    ${(r.duration_ms / 1000).toFixed(1)}s`,
+  ].join("\n")
+}
+
+const replicationStatusCommand = Command.make(
+  "status",
+  {
+    to: Flag.String("to").pipe(Flag.withDescription("Cluster file (TOML) of the replication target")),
+    database: Flag.String("database").pipe(Flag.withDescription("Only the replication of this database"), Flag.optional),
+    table: Flag.String("table").pipe(Flag.withDescription("Only the replication of this table (db.table)"), Flag.optional),
+    json: jsonFlag,
+  },
+  ({ to, database, table: tableFlag, json }) =>
+    runVerb(
+      json,
+      Effect.gen(function* () {
+        let stream: string | undefined
+        if (Option.isSome(database) || Option.isSome(tableFlag)) {
+          const scope = parseScope({ database: Option.getOrUndefined(database), table: Option.getOrUndefined(tableFlag) })
+          if (!("kind" in scope)) return yield* scope
+          stream = streamOf(scope)
+        }
+        const config = yield* loadClusterConfig(to)
+        const storage = yield* openStorage(config)
+        const target = { name: config.name, storage } as Cluster
+        return yield* readReplicationStatus(reservedArea(target), { targetLocation: `${config.name} (${storage.location})`, ...(stream !== undefined ? { stream } : {}) })
+      }),
+      (r) => {
+        if (r.streams.length === 0) return `no replication has run into ${r.target}`
+        const rows = r.streams.map((s) => {
+          const ok = s.last_success
+          return [
+            s.scope.kind === "cluster" ? "cluster" : s.stream,
+            s.source.name,
+            `${s.last_round.round} ${s.last_round.outcome}${s.running !== null ? " (running)" : ""}`,
+            ok === null ? "-" : String(ok.source_revision),
+            ok === null || ok.source_time === null ? "-" : ok.source_time.replace("T", " ").replace(/\.\d+Z$/, ""),
+            s.lag ?? "-",
+            ok === null ? "-" : `${ok.files_copied}/${ok.files_total}`,
+            ok === null ? "-" : formatBytes(ok.bytes_copied),
+            ok === null ? "-" : `+${ok.keys_added} ~${ok.keys_changed} -${ok.keys_removed}`,
+            ok === null ? "-" : formatLag(ok.duration_ms),
+          ]
+        })
+        const lines = [
+          `replication into ${r.target}`,
+          table(["STREAM", "SOURCE", "LAST ROUND", "REVISION", "REPLICATED (UTC)", "LAG", "COPIED/FILES", "BYTES", "KEYS", "TOOK"], rows),
+        ]
+        for (const s of r.streams) {
+          if (s.last_round.errors.length > 0) lines.push(`${s.stream}: round ${s.last_round.round} ${s.last_round.outcome}: ${s.last_round.errors.join("; ")}`)
+          if (s.last_success?.source_manifest_hash) {
+            lines.push(`${s.stream}: manifest hashes of round ${s.last_success.round}: source ${s.last_success.source_manifest_hash}, target ${s.last_success.target_manifest_hash}`)
+          }
+          if (s.running !== null) lines.push(`${s.stream}: running now: ${s.running.operation} (${s.running.holder}, since ${s.running.since})`)
+        }
+        return lines.join("\n")
+      },
+    ),
+).pipe(Command.withDescription("Show the replication status kept on a target: last round, source revision, lag, what moved, errors, manifest hashes"))
+
+const replicateCommand = Command.make(
+  "replicate",
+  {
+    from: Flag.String("from").pipe(Flag.withDescription("Cluster file (TOML) of the source cluster")),
+    to: Flag.String("to").pipe(Flag.withDescription("Cluster file (TOML) of the target (standby) cluster; its directories are created on first use")),
+    database: Flag.String("database").pipe(Flag.withDescription("Replicate only this database (its catalog keys and its tables' files)"), Flag.optional),
+    table: Flag.String("table").pipe(Flag.withDescription("Replicate only this table, db.table (its key, its database key, its files)"), Flag.optional),
+    every: Flag.String("every").pipe(Flag.withDescription("Run rounds on this schedule until stopped (e.g. 30s, 5m, 1h); rounds never overlap"), Flag.optional),
+    rounds: Flag.Int("rounds").pipe(Flag.withDescription("With --every: stop after this many rounds"), Flag.optional),
+    via: Flag.String("via").pipe(Flag.withDescription("Repository path or URL: each round is also an incremental backup there, and the target is fed from it"), Flag.optional),
+    maxDelete: Flag.Int("max-delete").pipe(Flag.withDescription("Stop a round, before changing anything, that would delete more than N files or N meta keys"), Flag.optional),
+    deleteMode: Flag.Literals("delete", ["mirror", "keep"]).pipe(
+      Flag.withDescription("mirror (default): delete on the target what the source deleted; keep: never delete"),
+      Flag.withDefault("mirror" as const),
+    ),
+    bandwidthLimit: Flag.String("bandwidth-limit").pipe(
+      Flag.withDescription("Limit the bytes copied per second (e.g. 100MiB, 500k)"),
+      Flag.filterMap(
+        (text) => Option.fromUndefinedOr(parseByteRate(text.replace(/\/s$/i, ""))),
+        (text) => `'${text}' is not a rate: write bytes per second, e.g. 100MiB, 500k or 1048576`,
+      ),
+      Flag.optional,
+    ),
+    parallelism: Flag.Int("parallelism").pipe(Flag.withDescription("Files copied at once (default 8)"), Flag.optional),
+    wait: Flag.String("wait").pipe(Flag.withDescription("Wait up to this long (e.g. 10m) for another replicator holding the target to finish"), Flag.optional),
+    dryRun: Flag.Boolean("dry-run").pipe(Flag.withDescription("Print the plan of a round (copies, deletions, meta changes); change nothing"), Flag.withDefault(false)),
+    json: jsonFlag,
+  },
+  (flags) => {
+    const bar = makeProgressBar(!flags.json && Option.isNone(flags.every))
+    const fail = (input: string, detail: string, fix: string) => Effect.fail(new LocationError({ input, detail, fix }))
+    const setup = Effect.gen(function* () {
+      const scope = parseScope({ database: Option.getOrUndefined(flags.database), table: Option.getOrUndefined(flags.table) })
+      if (!("kind" in scope)) return yield* scope
+      for (const [name, value, min] of [
+        ["--max-delete", flags.maxDelete, 0],
+        ["--parallelism", flags.parallelism, 1],
+        ["--rounds", flags.rounds, 1],
+      ] as const) {
+        if (Option.isSome(value) && value.value < min) return yield* fail(String(value.value), `${name} must be at least ${min}`, `give ${name} a whole number >= ${min}`)
+      }
+      let everyMs: number | undefined
+      if (Option.isSome(flags.every)) {
+        const parsed = parseInterval(flags.every.value)
+        if (typeof parsed !== "number") return yield* parsed
+        everyMs = parsed
+        if (flags.dryRun) return yield* fail("--dry-run --every", "a dry run is one plan; it does not repeat", "drop --every (or --dry-run)")
+      } else if (Option.isSome(flags.rounds)) {
+        return yield* fail("--rounds", "--rounds counts the rounds of --every", "add --every <interval>, or drop --rounds")
+      }
+      let waitMs = 0
+      if (Option.isSome(flags.wait)) {
+        const parsed = parseInterval(flags.wait.value)
+        if (typeof parsed !== "number") return yield* parsed
+        waitMs = parsed
+      }
+      const sourceConfig = yield* loadClusterConfig(flags.from)
+      const targetConfig = yield* loadClusterConfig(flags.to)
+      const source = yield* openCluster(sourceConfig, { create: false })
+      // The target may be a new, empty cluster: a real round creates its directories, a dry run looks at it as it is.
+      const target = flags.dryRun ? yield* openRestoreTarget(targetConfig, false) : yield* openCluster(targetConfig, { create: true })
+      const via = Option.isSome(flags.via) && !flags.dryRun ? yield* openRepositoryAt(flags.via.value, { create: true }) : undefined
+      const options = {
+        scope,
+        ...(via !== undefined ? { via } : {}),
+        ...(Option.isSome(flags.maxDelete) ? { maxDelete: flags.maxDelete.value } : {}),
+        deleteMode: flags.deleteMode,
+        dryRun: flags.dryRun,
+        ...(Option.isSome(flags.parallelism) ? { parallelism: flags.parallelism.value } : {}),
+        ...(Option.isSome(flags.bandwidthLimit) ? { bandwidthLimit: flags.bandwidthLimit.value } : {}),
+        leaseWaitMs: waitMs,
+        onProgress: bar.active
+          ? (p: { phase: string; filesDone: number; bytesDone: number; filesTotal?: number; bytesTotal?: number }) => bar.draw({ label: p.phase, ...p })
+          : undefined,
+      }
+      return { source, target, options, everyMs }
+    })
+    const interrupted = Console.error(
+      "bendsave: replication stopped by a signal; the files that landed are journaled on the target, and the next run continues without copying them again",
+    )
+    if (Option.isNone(flags.every)) {
+      return runVerb(
+        flags.json,
+        setup.pipe(
+          Effect.flatMap(({ source, target, options }) => replicate(source, target, options)),
+          Effect.onInterrupt(() => Effect.andThen(Effect.sync(bar.clear), interrupted)),
+          Effect.ensuring(Effect.sync(bar.clear)),
+        ),
+        replicateRoundText,
+      )
+    }
+    // Continuous: one line (or JSON line) per round; a failed round is reported and the schedule goes on.
+    return runVerb(
+      flags.json,
+      setup.pipe(
+        Effect.flatMap(({ source, target, options, everyMs }) =>
+          replicateEvery(source, target, {
+            ...options,
+            everyMs: everyMs ?? 0,
+            ...(Option.isSome(flags.rounds) ? { rounds: flags.rounds.value } : {}),
+            onRound: (exit) => {
+              if (exit._tag === "Success") {
+                console.log(flags.json ? JSON.stringify(exit.value) : replicateRoundText(exit.value))
+              } else {
+                const failure = exit.cause.reasons.find((r) => r._tag === "Fail")
+                const described = describeError(failure?._tag === "Fail" ? failure.error : exit.cause)
+                if (flags.json) console.log(JSON.stringify({ error: described }))
+                else console.error(`bendsave: round failed: ${described.message}${described.fix !== undefined ? `\n  fix: ${described.fix}` : ""}`)
+              }
+            },
+          }),
+        ),
+        Effect.onInterrupt(() =>
+          Effect.andThen(
+            interrupted,
+            Effect.sync(() => {
+              stoppedCleanly = true
+            }),
+          ),
+        ),
+      ),
+      (r: ContinuousResult) => (flags.json ? "" : `replication stopped after ${r.rounds} round(s): ${r.completed} completed, ${r.failed} failed`),
+      (r: ContinuousResult) => r.failed === 0,
+    )
+  },
+).pipe(
+  Command.withDescription(
+    "Replicate a cluster, database or table to another cluster: incremental rounds from one source revision, data first and meta last, deletions mirrored (with a limit), resumable, with status and lag kept on the target",
+  ),
+  Command.withSubcommands([replicationStatusCommand]),
+  Command.withExamples([
+    { command: "bendsave replicate --from prod.toml --to standby.toml", description: "One round" },
+    { command: "bendsave replicate --from prod.toml --to standby.toml --every 5m --max-delete 1000", description: "Every 5 minutes until stopped" },
+    { command: "bendsave replicate status --to standby.toml", description: "Last round, lag, errors" },
+  ]),
+)
+
 // quickstart -------------------------------------------------------------------------------------
 
 const quickstartCommand = Command.make(
@@ -513,8 +752,8 @@ const presenter = CliOutput.layerPresenter({
 })
 
 const root = Command.make("bendsave").pipe(
-  Command.withDescription("Disaster recovery for data clusters: backup, list, verify and restore"),
-  Command.withSubcommands([backupCommand, listCommand, restoreCommand, verifyCommand, metaCommand, quickstartCommand]),
+  Command.withDescription("Disaster recovery for data clusters: backup, list, verify, restore and replicate"),
+  Command.withSubcommands([backupCommand, listCommand, restoreCommand, verifyCommand, replicateCommand, metaCommand, quickstartCommand]),
   Command.withGlobalFlags([driverSetting, limitUploadSetting, limitDownloadSetting]),
 )
 
@@ -523,5 +762,9 @@ root.pipe(
   Effect.catchTag("Reported", () => Effect.sync(() => { process.exitCode = 1 })),
   Effect.provide(presenter),
   Effect.provide(NodeServices.layer),
-  NodeRuntime.runMain({ disableErrorReporting: false }),
+  NodeRuntime.runMain({
+    disableErrorReporting: false,
+    // A continuous replication stopped by SIGTERM/SIGINT after checkpointing its round ends normally.
+    teardown: (exit, onExit) => Runtime.defaultTeardown(exit, (code) => onExit(code === 130 && stoppedCleanly ? 0 : code)),
+  }),
 )
