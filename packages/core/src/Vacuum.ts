@@ -304,6 +304,8 @@ export interface VacuumOptions {
   readonly waitMs?: number
   /** The vacuum lease's time-to-live (default DEFAULT_LEASE_TTL_MS). */
   readonly leaseTtlMs?: number
+  /** How long past its expiry another vacuum's lease still counts as live (default DEFAULT_CLOCK_SKEW_MS). */
+  readonly leaseSkewMs?: number
   /** Keys per delete batch (default 1000). */
   readonly batchSize?: number
   /** Where and how the referenced ids are sorted. */
@@ -467,6 +469,7 @@ export const vacuum = (
             details: { phase: "planning" },
             ...(options.waitMs !== undefined ? { waitMs: options.waitMs } : {}),
             ...(options.leaseTtlMs !== undefined ? { ttlMs: options.leaseTtlMs } : {}),
+            ...(options.leaseSkewMs !== undefined ? { skewMs: options.leaseSkewMs } : {}),
           })
       return yield* runVacuum(repo, policy, options, lease, graceMs, batchSize)
     }),
