@@ -36,6 +36,15 @@ import {
   restore,
   TOOL_VERSION,
   verify,
+  vacuum,
+  validatePolicy,
+  VacuumError,
+  type RetentionPolicy,
+  type VacuumResult,
+  pinBackup,
+  unpinBackup,
+  listPins,
+  USER_PIN_REASON,
   findBackupAt,
   listBackupIds,
   LocationError,
@@ -65,6 +74,7 @@ import {
   streamOf,
 } from "@bendsave/replicate"
 import { quickstart } from "./Quickstart.ts"
+import { formatDurationShort, parseDuration } from "./Duration.ts"
 import { describeError, formatBytes, makeProgressBar, table } from "./Render.ts"
 
 // The etcd meta driver: a chunk of the bundle of its own, loaded only when a cluster file names etcd.
@@ -384,6 +394,175 @@ const verifyCommand = Command.make(
     )
   },
 ).pipe(Command.withDescription("Check that backups are complete (and with --read-data, that their bytes are intact)"))
+
+// vacuum -----------------------------------------------------------------------------------------
+
+const policyFlag = (name: string, description: string) => Flag.String(name).pipe(Flag.withDescription(description), Flag.optional)
+
+/** A policy number: a whole number, 0 or more (negative, fractional or non-numbers are refused with the flag named). */
+const policyNumber = (flag: string, value: Option.Option<string>) =>
+  Effect.gen(function* () {
+    if (Option.isNone(value)) return undefined
+    const text = value.value.trim()
+    if (!/^\d+$/.test(text)) {
+      return yield* new VacuumError({
+        reason: "InvalidPolicy",
+        detail: `--${flag} must be a whole number, 0 or more (got '${value.value}')`,
+        fix: `pass --${flag} N with N = 0, 1, 2, ...`,
+      })
+    }
+    return Number(text)
+  })
+
+const durationOption = (flag: string, value: Option.Option<string>, fallback: number | undefined, example: string) =>
+  Effect.gen(function* () {
+    if (Option.isNone(value)) return fallback
+    const ms = parseDuration(value.value)
+    if (ms === undefined) {
+      return yield* new VacuumError({
+        reason: "InvalidOption",
+        detail: `--${flag} '${value.value}' is not a duration`,
+        fix: `write a number with a unit: ${example} (units ms, s, m, h, d; 0 for none)`,
+      })
+    }
+    return ms
+  })
+
+const decisionRow = (action: string, d: VacuumResult["kept"][number]) => [
+  action,
+  d.backup_id,
+  d.cluster,
+  d.time.replace("T", " ").replace(/\.\d+Z$/, ""),
+  `${d.age_days}d`,
+  [...d.reasons, ...(d.expired_by ?? []).map((r) => `(expired by ${r})`)].join("; "),
+]
+
+const renderVacuum = (r: VacuumResult): string => {
+  const s = r.sweep
+  const lines = [
+    r.dry_run
+      ? `DRY RUN: vacuum plan for ${r.repository} (nothing was changed; run without --dry-run to apply it)`
+      : `vacuumed ${r.repository}`,
+    `backups: ${r.backups_total} (${r.kept.length} kept, ${r.deleted.length} ${r.dry_run ? "to delete" : "deleted"}${r.damaged.length > 0 ? `, ${r.damaged.length} DAMAGED` : ""})`,
+  ]
+  const rows = [...r.deleted.map((d) => decisionRow(r.dry_run ? "DELETE" : "DELETED", d)), ...r.kept.map((d) => decisionRow("keep", d))]
+  if (rows.length > 0) lines.push(table(["ACTION", "BACKUP", "CLUSTER", "STARTED (UTC)", "AGE", "WHY"], rows).replace(/^/gm, "  "))
+  for (const d of r.damaged) lines.push(`  DAMAGED ${d.backup_id}: ${d.problem} (never deleted by vacuum)`)
+  lines.push(
+    `blocks: ${s.blocks_total} in the repository (${formatBytes(s.bytes_total)}), ${s.blocks_referenced} referenced, ${s.blocks_unreferenced} unreferenced`,
+  )
+  if (s.status === "planned" || s.status === "done" || s.status === "stopped") {
+    lines.push(
+      r.dry_run
+        ? `  to delete: ${s.blocks_to_delete} blocks, ${formatBytes(s.bytes_to_reclaim)} to reclaim`
+        : `  deleted:   ${s.blocks_deleted} blocks, ${formatBytes(s.bytes_reclaimed)} reclaimed`,
+    )
+  }
+  if (s.reason !== undefined) lines.push(`  ${s.status === "planned" ? "note" : s.status.toUpperCase()}: ${s.reason}`)
+  for (const d of s.deferred) lines.push(`  kept for now: ${d.blocks} blocks (${formatBytes(d.bytes)}): ${d.reason}`)
+  lines.push(
+    `  read: ${s.manifests_read} manifests, ${s.checkpoints_read} checkpoints, ${s.pages_read} file pages (no file data); grace ${formatDurationShort(r.grace_ms)}; took ${(r.duration_ms / 1000).toFixed(1)}s`,
+  )
+  return lines.join("\n")
+}
+
+const vacuumCommand = Command.make(
+  "vacuum",
+  {
+    repository: Argument.String("repository").pipe(Argument.withDescription("Repository path or URL")),
+    retentionDays: policyFlag("retention-days", "Delete backups older than N days"),
+    minRetentionDays: policyFlag("min-retention-days", "Never delete a backup younger than N days"),
+    maxBackups: policyFlag("max-backups", "Delete backups beyond the newest N (per cluster)"),
+    minBackups: policyFlag("min-backups", "Always keep the newest N backups (per cluster)"),
+    keepDaily: policyFlag("keep-daily", "Keep the newest backup of each of the last N days that have one (UTC)"),
+    keepWeekly: policyFlag("keep-weekly", "Keep the newest backup of each of the last N ISO weeks that have one"),
+    keepMonthly: policyFlag("keep-monthly", "Keep the newest backup of each of the last N months that have one"),
+    grace: Flag.String("grace").pipe(
+      Flag.withDescription("Never delete blocks younger than this (default 1h; 0 when nothing else writes to the repository)"),
+      Flag.optional,
+    ),
+    dryRun: Flag.Boolean("dry-run").pipe(Flag.withDescription("Print the plan (backups and blocks to delete) and change nothing"), Flag.withDefault(false)),
+    wait: Flag.String("wait").pipe(Flag.withDescription("Wait up to this long for another vacuum to finish (e.g. 10m; default: fail at once)"), Flag.optional),
+    json: jsonFlag,
+  },
+  (flags) => {
+    const bar = makeProgressBar(!flags.json)
+    return runVerb(
+      flags.json,
+      Effect.gen(function* () {
+        const policy: RetentionPolicy = {
+          retentionDays: yield* policyNumber("retention-days", flags.retentionDays),
+          minRetentionDays: yield* policyNumber("min-retention-days", flags.minRetentionDays),
+          maxBackups: yield* policyNumber("max-backups", flags.maxBackups),
+          minBackups: yield* policyNumber("min-backups", flags.minBackups),
+          keepDaily: yield* policyNumber("keep-daily", flags.keepDaily),
+          keepWeekly: yield* policyNumber("keep-weekly", flags.keepWeekly),
+          keepMonthly: yield* policyNumber("keep-monthly", flags.keepMonthly),
+        }
+        const problem = validatePolicy(policy)
+        if (problem !== undefined) return yield* problem
+        const graceMs = yield* durationOption("grace", flags.grace, undefined, "--grace 1h, --grace 30m, --grace 0")
+        const waitMs = yield* durationOption("wait", flags.wait, undefined, "--wait 10m")
+        const repo = yield* openRepositoryAt(flags.repository)
+        return yield* vacuum(repo, Object.fromEntries(Object.entries(policy).filter(([, v]) => v !== undefined)), {
+          dryRun: flags.dryRun,
+          ...(graceMs !== undefined ? { graceMs } : {}),
+          ...(waitMs !== undefined ? { waitMs } : {}),
+          onProgress: bar.active ? (p) => bar.draw({ label: `vacuum ${p.phase}`, filesDone: p.done, bytesDone: 0, filesTotal: p.total }) : undefined,
+        })
+      }).pipe(Effect.ensuring(Effect.sync(bar.clear))),
+      renderVacuum,
+    )
+  },
+).pipe(
+  Command.withDescription("Delete backups by retention policy and the blocks no backup needs any more (--dry-run prints the plan)"),
+  Command.withExamples([
+    { command: "bendsave vacuum ./backups --retention-days 30 --min-backups 3 --dry-run", description: "Show what a 30-day policy deletes" },
+    { command: "bendsave vacuum ./backups --max-backups 10 --keep-monthly 12", description: "Keep the newest 10 and one a month for a year" },
+  ]),
+)
+
+// tag --------------------------------------------------------------------------------------------
+
+const tagCommand = Command.make(
+  "tag",
+  {
+    repository: Argument.String("repository").pipe(Argument.withDescription("Repository path or URL")),
+    backupId: Argument.String("backup-id").pipe(Argument.withDescription("Backup id (YYYYMMDD_HHMMSS), as `bendsave list` shows it")),
+    keep: Flag.Boolean("keep").pipe(Flag.withDescription("Protect the backup from vacuum (a user pin)"), Flag.withDefault(false)),
+    unkeep: Flag.Boolean("unkeep").pipe(Flag.withDescription("Remove the user pins of the backup (clone pins stay)"), Flag.withDefault(false)),
+    json: jsonFlag,
+  },
+  ({ repository, backupId, keep, unkeep, json }) =>
+    runVerb(
+      json,
+      Effect.gen(function* () {
+        if (keep && unkeep) {
+          return yield* new LocationError({ input: "--keep --unkeep", detail: "--keep and --unkeep contradict each other", fix: "pass one of them" })
+        }
+        const repo = yield* openRepositoryAt(repository)
+        if (keep) {
+          const existing = (yield* listPins(repo, backupId)).filter((p) => p.reason === USER_PIN_REASON)
+          if (existing.length === 0) yield* pinBackup(repo, backupId, USER_PIN_REASON)
+        } else if (unkeep) {
+          yield* unpinBackup(repo, backupId, USER_PIN_REASON)
+        } else {
+          yield* readManifest(repo, backupId)
+        }
+        const pins = yield* listPins(repo, backupId)
+        return {
+          backup_id: backupId,
+          kept: pins.some((p) => p.reason === USER_PIN_REASON),
+          pins: pins.map((p) => ({ key: p.key, reason: p.reason, created_at: p.created_at })),
+        }
+      }),
+      (r) =>
+        [
+          `backup ${r.backup_id}: ${r.kept ? "kept (vacuum never deletes it)" : "not kept by a user pin"}`,
+          ...r.pins.map((p) => `  pin ${p.key}: ${p.reason}, since ${p.created_at}`),
+        ].join("\n"),
+    ),
+).pipe(Command.withDescription("Protect a backup from vacuum (--keep) or remove that protection (--unkeep); without either, show its pins"))
 
 // meta export / import ---------------------------------------------------------------------------
 
@@ -752,8 +931,18 @@ const presenter = CliOutput.layerPresenter({
 })
 
 const root = Command.make("bendsave").pipe(
-  Command.withDescription("Disaster recovery for data clusters: backup, list, verify, restore and replicate"),
-  Command.withSubcommands([backupCommand, listCommand, restoreCommand, verifyCommand, replicateCommand, metaCommand, quickstartCommand]),
+  Command.withDescription("Disaster recovery for data clusters: backup, list, verify, restore, vacuum and replicate"),
+  Command.withSubcommands([
+    backupCommand,
+    listCommand,
+    restoreCommand,
+    verifyCommand,
+    vacuumCommand,
+    tagCommand,
+    replicateCommand,
+    metaCommand,
+    quickstartCommand,
+  ]),
   Command.withGlobalFlags([driverSetting, limitUploadSetting, limitDownloadSetting]),
 )
 

@@ -125,7 +125,7 @@ export const validatePolicy = (policy: RetentionPolicy): VacuumError | undefined
     return invalid(
       given.length === 0
         ? "no retention policy was given: vacuum would not know which backups to delete"
-        : `${given.map((k) => POLICY_FLAGS[k]).join(" and ")} only protect backups; nothing says which to delete`,
+        : `${given.map((k) => POLICY_FLAGS[k]).join(" and ")} only ${given.length === 1 ? "protects" : "protect"} backups; nothing says which to delete`,
       "pass --retention-days N (delete backups older than N days), --max-backups N (keep the newest N) " +
         "or --keep-daily/--keep-weekly/--keep-monthly N (keep only those); add --min-backups N or " +
         "--min-retention-days N as a safety floor; try --dry-run first",
@@ -713,7 +713,8 @@ const sweepBlocks = Effect.fnUntraced(function* (
 
   // Sweep: walk data/ (sorted) beside the sorted references.
   const cutoff = now - graceMs
-  const young = `younger than the grace period (${Math.round(graceMs / 60_000)} min): may belong to a backup that has not written a checkpoint yet`
+  const graceText = graceMs % 3_600_000 === 0 ? `${graceMs / 3_600_000} h` : graceMs % 60_000 === 0 ? `${graceMs / 60_000} min` : `${graceMs / 1000} s`
+  const young = `younger than the grace period (${graceText}): may belong to a backup that has not written a checkpoint yet`
   let stopped: string | undefined
   let batch: Array<{ key: string; size: number }> = []
   const flush = Effect.gen(function* () {

@@ -155,7 +155,7 @@ describe("planRetention", () => {
     expect(problem({ maxBackups: 2, minBackups: 3 })).toContain("--min-backups 3 is more than --max-backups 2")
     expect(problem({})).toContain("no retention policy was given")
     expect(validatePolicy({})?.fix).toContain("--retention-days N")
-    expect(problem({ minBackups: 3 })).toContain("--min-backups only protect")
+    expect(problem({ minBackups: 3 })).toContain("--min-backups only protects backups")
     expect(validatePolicy({ keepDaily: 7 })).toBeUndefined()
   })
 })
