@@ -462,6 +462,17 @@ export const vacuum = (
           fix: "omit it (default 1000)",
         })
       }
+      // A refusal (the policy would delete every backup) comes before anything is written, even a lease.
+      if (!options.dryRun) {
+        const { backups } = yield* readBackups(repo, () => {})
+        const protections = yield* protectionsOf(repo)
+        const preview = planRetention(
+          backups.map((b) => ({ ...b, protections: protections.get(b.backup_id) ?? [] })),
+          policy,
+          (options.now ?? Date.now)(),
+        )
+        if (preview instanceof VacuumError) return yield* preview
+      }
       const lease = options.dryRun
         ? undefined
         : yield* acquireExclusiveLease(repo.store, VACUUM_LEASE, {
@@ -713,7 +724,8 @@ const sweepBlocks = Effect.fnUntraced(function* (
 
   // Sweep: walk data/ (sorted) beside the sorted references.
   const cutoff = now - graceMs
-  const graceText = graceMs % 3_600_000 === 0 ? `${graceMs / 3_600_000} h` : graceMs % 60_000 === 0 ? `${graceMs / 60_000} min` : `${graceMs / 1000} s`
+  const graceText =
+    graceMs % 3_600_000 === 0 ? `${graceMs / 3_600_000} h` : graceMs % 60_000 === 0 ? `${graceMs / 60_000} min` : `${graceMs / 1000} s`
   const young = `younger than the grace period (${graceText}): may belong to a backup that has not written a checkpoint yet`
   let stopped: string | undefined
   let batch: Array<{ key: string; size: number }> = []

@@ -337,6 +337,12 @@ describe("vacuum (real backups, memory store)", () => {
     const later = await run(vacuum(repo, { retentionDays: 3, minBackups: 1 }, { now: () => now + 30 * DAY, dryRun: true }))
     expect(later.deleted.map((d) => d.backup_id)).toEqual(states.slice(0, 3).map((s) => s.id))
     expect(later.kept[0].reasons[0]).toMatch(/^min-backups 1/)
+    // Without the floor, every backup would go: refused, and nothing is written (not even a lease).
+    const before = await listing(repo.store)
+    const refused = await run(Effect.flip(vacuum(repo, { retentionDays: 3 }, { now: () => now + 30 * DAY })))
+    expect(refused._tag).toBe("VacuumError")
+    expect(refused.message).toContain("would delete every backup of cluster prod (4 backups)")
+    expect(await listing(repo.store)).toEqual(before)
   })
 
   it("dry run changes nothing and reports what a run deletes", async () => {
