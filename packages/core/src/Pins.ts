@@ -11,12 +11,30 @@
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
-import type { BlobStoreError } from "./BlobStore.ts"
+import type { BlobStore, BlobStoreError } from "./BlobStore.ts"
+import { liveExclusiveLease } from "./Lease.ts"
 import { ManifestError } from "./Manifest.ts"
 import { listBackupIds, type Repository } from "./Repository.ts"
 import { TOOL_VERSION } from "./Version.ts"
 
 export const PIN_PREFIX = "pins/"
+/** `details.phase` of a vacuum lease while it deletes manifests (after it listed the pins). */
+export const EXPIRING_PHASE = "expiring"
+
+/**
+ * A pin writer's (or a restore's / clone's) side of docs §11: call AFTER
+ * writing the pin (or taking the shared lease) and before trusting that the
+ * manifest exists; waits while a live vacuum is deleting manifests.
+ */
+export const waitWhileExpiring = (store: BlobStore, options: { readonly pollMs?: number } = {}): Effect.Effect<void, BlobStoreError> =>
+  Effect.gen(function* () {
+    for (;;) {
+      const vacuum = yield* liveExclusiveLease(store, "vacuum")
+      if (vacuum === undefined || vacuum.record.details.phase !== EXPIRING_PHASE) return
+      yield* Effect.sleep(options.pollMs ?? 500)
+    }
+  })
+
 /** The reason of a pin written by `bendsave tag --keep`. */
 export const USER_PIN_REASON = "user"
 
@@ -61,9 +79,10 @@ export const listPins = Effect.fn("Pins.list")(function* (repo: Repository, back
 })
 
 /**
- * Pins `backupId` (create-only under a fresh id), then checks its manifest
- * still exists: a vacuum that listed the pins before this one existed may
- * have deleted it (then the pin is removed again and this fails NotFound).
+ * Pins `backupId` (create-only under a fresh id), waits while a vacuum is
+ * deleting manifests, then checks the manifest still exists: a vacuum that
+ * listed the pins before this one existed may have deleted it (then the pin
+ * is removed again and this fails NotFound). docs §11.
  */
 export const pinBackup = Effect.fn("Pins.pin")(function* (
   repo: Repository,
@@ -83,6 +102,7 @@ export const pinBackup = Effect.fn("Pins.pin")(function* (
     })
   if (!exists(yield* listBackupIds(repo))) return yield* notFound()
   yield* repo.store.put(key, new TextEncoder().encode(`${JSON.stringify(record, null, 2)}\n`), { ifNotExists: true })
+  yield* waitWhileExpiring(repo.store)
   if (!exists(yield* listBackupIds(repo))) {
     yield* repo.store.delete(key)
     return yield* notFound()

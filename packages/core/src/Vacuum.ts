@@ -40,7 +40,7 @@ import {
 } from "./Lease.ts"
 import { type BackupManifest, BackupManifestSchema, backupIdTime, KNOWN_FEATURES, type PageRef, READER_VERSION } from "./Manifest.ts"
 import { readFilePage } from "./Pages.ts"
-import { listPins } from "./Pins.ts"
+import { EXPIRING_PHASE, listPins } from "./Pins.ts"
 import { DATA_PREFIX, listBackupIds, manifestKey, type Repository, readManifest } from "./Repository.ts"
 
 // ---------------------------------------------------------------------------
@@ -511,7 +511,7 @@ const runVacuum = Effect.fnUntraced(function* (
   //    before this point is seen; one written after it sees our phase: docs §11), then delete.
   let manifestsDeleted = 0
   if (lease !== undefined) {
-    yield* lease.update({ phase: "expiring" })
+    yield* lease.update({ phase: EXPIRING_PHASE })
     protections = yield* protectionsOf(repo)
     plan = planRetention(withProtections(backups), policy, now)
     if (plan instanceof VacuumError) return yield* plan

@@ -460,6 +460,29 @@ describe("vacuum (real backups, memory store)", () => {
     expect(missing.message).toContain("backup 20000101_000000 does not exist")
   })
 
+  it("a pin written while a vacuum deletes manifests waits for it, then fails if its backup was deleted", async () => {
+    const { repo, now, states } = await fourBackups()
+    const slowExpire: BlobStore = {
+      ...repo.store,
+      deleteMany: (keys) =>
+        keys[0]?.startsWith("manifests/") ? Effect.andThen(Effect.sleep(500), repo.store.deleteMany(keys)) : repo.store.deleteMany(keys),
+    }
+    const out = await run(
+      Effect.gen(function* () {
+        const v = yield* Effect.forkChild(vacuum({ ...repo, store: slowExpire }, { maxBackups: 3 }, { now: () => now }))
+        yield* waitFor(
+          "the expiring phase",
+          listLeases(repo.store).pipe(Effect.map((ls) => ls.some((l) => l.live && l.record.details.phase === "expiring"))),
+        )
+        const pin = yield* Effect.flip(pinBackup(repo, states[0].id, USER_PIN_REASON))
+        return { pin, v: yield* Fiber.join(v) }
+      }),
+    )
+    expect(out.v.deleted.map((d) => d.backup_id)).toEqual([states[0].id])
+    expect(out.pin.message).toContain(`backup ${states[0].id} does not exist`)
+    expect(await run(listPins(repo))).toEqual([])
+  })
+
   it("reports a damaged manifest, never deletes it, and does not sweep", async () => {
     const { repo, now, states } = await fourBackups()
     await run(repo.store.put("manifests/20000101_000000.manifest", enc.encode("damaged")))
