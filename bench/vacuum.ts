@@ -210,7 +210,9 @@ const child = async (repoUrl: string, pageIdsFile: string, now: number, dryRun: 
             }),
           ),
       }
-      return yield* vacuum({ ...repo, store }, POLICY, { now: () => now, graceMs: 0, dryRun })
+      // The backups are dated back from `now` (the build's start); the blocks were written after it.
+      const at = Math.max(now, Date.now())
+      return yield* vacuum({ ...repo, store }, POLICY, { now: () => at, graceMs: 0, dryRun })
     }),
   )
   const seconds = (Date.now() - started) / 1000

@@ -46,6 +46,8 @@ export interface IdCursor {
 
 export interface IdSorter {
   readonly add: (id: string) => Effect.Effect<void>
+  /** Adds many ids (one page's worth): a run is written at most once, after them. */
+  readonly addAll: (ids: ReadonlyArray<string>) => Effect.Effect<void>
   /** Ids added so far (with repeats). */
   readonly added: () => number
   /** Runs written to disk so far. */
@@ -195,6 +197,12 @@ export const makeIdSorter = (options: IdSorterOptions = {}): Effect.Effect<IdSor
         added++
         return chunk.length >= chunkIds ? spill : Effect.void
       })
+    const addAll = (ids: ReadonlyArray<string>) =>
+      Effect.suspend(() => {
+        for (const id of ids) chunk.push(id)
+        added += ids.length
+        return chunk.length >= chunkIds ? spill : Effect.void
+      })
     const finish = Effect.gen(function* () {
       const readers: Array<RunReader> = []
       for (const file of runFiles) readers.push(yield* openRun(file, bufferIds))
@@ -202,5 +210,5 @@ export const makeIdSorter = (options: IdSorterOptions = {}): Effect.Effect<IdSor
       chunk = []
       return mergeRuns(readers)
     })
-    return { add, added: () => added, runs: () => runFiles.length, finish } satisfies IdSorter
+    return { add, addAll, added: () => added, runs: () => runFiles.length, finish } satisfies IdSorter
   })

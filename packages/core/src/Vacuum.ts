@@ -648,7 +648,9 @@ const sweepBlocks = Effect.fnUntraced(function* (
             Effect.flatMap((files) =>
               Effect.gen(function* () {
                 c.pages_read++
-                for (const file of files) for (const block of file.blocks) yield* sorter.add(block.blockId)
+                const ids: Array<string> = []
+                for (const file of files) for (const block of file.blocks) ids.push(block.blockId)
+                yield* sorter.addAll(ids)
               }),
             ),
             Effect.as(undefined as string | undefined),
