@@ -29,12 +29,10 @@ import { spawn } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { create } from "@bufbuild/protobuf"
-import { timestampFromMs } from "@bufbuild/protobuf/wkt"
 import {
-  type BlobStore,
   BackupManifestSchema,
   BackupType,
+  type BlobStore,
   backupIdOf,
   commitManifest,
   makeBackupFile,
@@ -47,6 +45,8 @@ import {
   vacuum,
   verify,
 } from "@bendsave/core"
+import { create } from "@bufbuild/protobuf"
+import { timestampFromMs } from "@bufbuild/protobuf/wkt"
 import * as Effect from "effect/Effect"
 
 registerStorageDriverLoader("s3", () => import("@bendsave/drivers-s3"))

@@ -515,14 +515,25 @@ const runVacuum = Effect.fnUntraced(function* (
     protections = yield* protectionsOf(repo)
     plan = planRetention(withProtections(backups), policy, now)
     if (plan instanceof VacuumError) return yield* plan
-    const keys = plan.deleted.map((d) => manifestKey(d.backup_id))
-    for (let i = 0; i < keys.length; i += batchSize) {
+    const toDelete = plan.deleted
+    const spared: Array<RetentionDecision> = []
+    const done: Array<RetentionDecision> = []
+    for (let i = 0; i < toDelete.length; i += batchSize) {
       yield* lease.check
-      const batch = keys.slice(i, i + batchSize)
-      yield* repo.store.deleteMany(batch)
+      // Right before each batch: a backup that gained a pin (or a restore/clone) since is kept.
+      const latest = i === 0 ? protections : yield* protectionsOf(repo)
+      const batch: Array<RetentionDecision> = []
+      for (const d of toDelete.slice(i, i + batchSize)) {
+        const late = latest.get(d.backup_id)
+        if (late !== undefined && late.length > 0) spared.push({ ...d, reasons: late, expired_by: d.reasons })
+        else batch.push(d)
+      }
+      if (batch.length > 0) yield* repo.store.deleteMany(batch.map((d) => manifestKey(d.backup_id)))
+      done.push(...batch)
       manifestsDeleted += batch.length
-      report({ phase: "expire", done: manifestsDeleted, total: keys.length })
+      report({ phase: "expire", done: manifestsDeleted, total: toDelete.length })
     }
+    if (spared.length > 0) plan = { kept: [...plan.kept, ...spared].sort((a, b) => (a.time < b.time ? -1 : 1)), deleted: done }
   }
   const deletedIds = new Set(plan.deleted.map((d) => d.backup_id))
 
