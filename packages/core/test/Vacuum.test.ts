@@ -483,6 +483,37 @@ describe("vacuum (real backups, memory store)", () => {
     expect(await run(listPins(repo))).toEqual([])
   })
 
+  it("a backup pinned while its vacuum is deleting manifests is spared by the next batch", async () => {
+    const { repo, now, states } = await fourBackups()
+    const calls = { n: 0 }
+    const slowExpire: BlobStore = {
+      ...repo.store,
+      deleteMany: (keys) =>
+        keys[0]?.startsWith("manifests/")
+          ? Effect.andThen(
+              Effect.sync(() => calls.n++),
+              Effect.andThen(Effect.sleep(400), repo.store.deleteMany(keys)),
+            )
+          : repo.store.deleteMany(keys),
+    }
+    const out = await run(
+      Effect.gen(function* () {
+        const v = yield* Effect.forkChild(vacuum({ ...repo, store: slowExpire }, { maxBackups: 1 }, { now: () => now, batchSize: 1 }))
+        yield* waitFor(
+          "the first manifest batch",
+          Effect.sync(() => calls.n > 0),
+        )
+        const pin = yield* pinBackup(repo, states[2].id, USER_PIN_REASON)
+        return { pin, v: yield* Fiber.join(v) }
+      }),
+    )
+    expect(out.v.deleted.map((d) => d.backup_id)).toEqual([states[0].id, states[1].id])
+    expect(out.v.kept.find((k) => k.backup_id === states[2].id)?.reasons).toEqual(["pinned (user)"])
+    expect(out.pin.backup_id).toBe(states[2].id)
+    expect((await run(verify(repo, { readDataPercent: 100 }))).problems).toEqual([])
+    expect(await restoredFiles(repo, states[2].id)).toEqual(states[2].files)
+  })
+
   it("reports a damaged manifest, never deletes it, and does not sweep", async () => {
     const { repo, now, states } = await fourBackups()
     await run(repo.store.put("manifests/20000101_000000.manifest", enc.encode("damaged")))
