@@ -166,17 +166,22 @@ describe("bendsave vacuum (fs repository)", () => {
     const verify = await bendsave(["verify", repo, "--read-data"], { cwd: dir })
     expect(verify.code, describeRun(verify)).toBe(0)
 
+    // Had the killed vacuum run on another machine, its lease would hold until it expired.
+    const leaseDir = join(repo, "leases", "exclusive", "vacuum")
+    const rewrite = async (change: (record: Record<string, unknown>) => Record<string, unknown>) => {
+      for (const name of await readdir(leaseDir)) {
+        const record = JSON.parse(await readFile(join(leaseDir, name), "utf8"))
+        if (record.released !== true) await writeFile(join(leaseDir, name), JSON.stringify(change(record)))
+      }
+    }
+    await rewrite((record) => ({ ...record, holder: { ...(record.holder as object), host: "another-machine" } }))
     const refused = await bendsave(["vacuum", repo, "--max-backups", "2", "--grace", "0"], { cwd: dir })
     expect(refused.code).toBe(1)
     expect(refused.stderr).toMatch(/vacuum holds the vacuum lease \(pid \d+/)
     expect(refused.stderr).toContain("fix:")
 
     // Time passes: the dead process's lease expires (rewritten here as its TTL running out would leave it).
-    const leaseDir = join(repo, "leases", "exclusive", "vacuum")
-    for (const name of await readdir(leaseDir)) {
-      const record = JSON.parse(await readFile(join(leaseDir, name), "utf8"))
-      await writeFile(join(leaseDir, name), JSON.stringify({ ...record, expires_at: new Date(Date.now() - 3_600_000).toISOString() }))
-    }
+    await rewrite((record) => ({ ...record, expires_at: new Date(Date.now() - 3_600_000).toISOString() }))
     const rerun = await bendsaveJson(["vacuum", repo, "--max-backups", "2", "--grace", "0"], { cwd: dir })
     expect(rerun.sweep.status).toBe("done")
     expect(rerun.sweep.blocks_deleted).toBeGreaterThan(0)

@@ -130,6 +130,24 @@ export interface Lease {
 const encoder = new TextEncoder()
 const decodeRecord = Schema.decodeUnknownExit(Schema.fromJsonString(LeaseRecord))
 
+/** Whether process `pid` runs on this machine (EPERM: it runs, as another user). */
+const processAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as { code?: string }).code === "EPERM"
+  }
+}
+
+/**
+ * A lease held by a process of THIS machine that no longer runs (killed) is
+ * not live: a rerun on the same machine takes over at once instead of waiting
+ * for the TTL. Holders on other machines expire by time only.
+ */
+const deadHolderHere = (r: LeaseRecord): boolean =>
+  r.holder.host === hostname() && r.holder.pid !== process.pid && r.holder.pid > 0 && !processAlive(r.holder.pid)
+
 const holderText = (r: LeaseRecord): string => `pid ${r.holder.pid} on ${r.holder.host}, ${r.holder.tool}`
 
 /** Generation keys sort as text: 12 digits. */
@@ -165,7 +183,7 @@ const readLease = (
       if (Exit.isSuccess(exit)) {
         const record = exit.value
         const expires = Date.parse(record.expires_at)
-        const live = record.released !== true && !(expires + skewMs < now)
+        const live = record.released !== true && !(expires + skewMs < now) && !deadHolderHere(record)
         return { key, record, live }
       }
       const expires = lastModified + DEFAULT_LEASE_TTL_MS

@@ -173,3 +173,37 @@ describe("exclusive leases", () => {
     }),
   )
 })
+
+describe("leases of dead processes on this machine", () => {
+  it.live("are not live: a rerun here takes over at once; on another host they wait for expiry", () =>
+    Effect.gen(function* () {
+      const store = makeMemoryBlobStore()
+      const { hostname } = yield* Effect.promise(() => import("node:os"))
+      const record = (host: string, pid: number) =>
+        new TextEncoder().encode(
+          JSON.stringify({
+            format: "bendsave-lease",
+            version: 1,
+            mode: "exclusive",
+            kind: "vacuum",
+            id: "x",
+            generation: 1,
+            operation: "killed vacuum",
+            details: {},
+            holder: { host, pid, tool: "bendsave test" },
+            acquired_at: new Date().toISOString(),
+            renewed_at: new Date().toISOString(),
+            expires_at: new Date(Date.now() + 60_000).toISOString(),
+            ttl_ms: 60_000,
+          }),
+        )
+      // A pid that cannot be running: above the kernel's pid_max.
+      yield* store.put(`${EXCLUSIVE_LEASE_PREFIX}vacuum/000000000001.json`, record(hostname(), 2 ** 30))
+      assert.isUndefined(yield* liveExclusiveLease(store, "vacuum"))
+      const taken = yield* Effect.scoped(Effect.andThen(acquireExclusiveLease(store, "vacuum", { operation: "rerun" }), (l) => l.current))
+      assert.strictEqual(taken.generation, 2)
+      yield* store.put(`${EXCLUSIVE_LEASE_PREFIX}vacuum/000000000003.json`, record("another-machine", 2 ** 30))
+      assert.isDefined(yield* liveExclusiveLease(store, "vacuum"))
+    }),
+  )
+})
