@@ -70,10 +70,16 @@ const config = {
   quietWait: num("BENCH_QUIET_WAIT", 60, true),
 }
 const log = (line: string) => process.stderr.write(`[bench-clone] ${line}\n`)
+class BenchFailure extends Error {}
+/** Throws (so that `finally` blocks still purge the buckets); the run exits 1. */
 const fail = (message: string): never => {
-  log(`FAILED: ${message}`)
-  process.exit(1)
+  throw new BenchFailure(message)
 }
+/** SHA-256 over a sorted list of SHA-256s: one value to compare a whole table by. */
+const digestOf = (shas: ReadonlyArray<string | undefined>): string =>
+  createHash("sha256")
+    .update([...shas].sort().join("\n"))
+    .digest("hex")
 
 const DB = "bench"
 const BIG = "big"
@@ -218,11 +224,8 @@ const worker = async (args: WorkerArgs) => {
       }),
     ),
   )
-  process.stdout.write(`${JSON.stringify(result)}\n`)
-}
-
-if (process.argv[2] === "--worker") {
-  await worker(JSON.parse(process.argv[3]) as WorkerArgs)
+  // Written before exiting: a pipe takes the line asynchronously, and open sockets (S3) could keep the process alive.
+  await new Promise<void>((resolve) => process.stdout.write(`${JSON.stringify(result)}\n`, () => resolve()))
   process.exit(0)
 }
 
@@ -336,8 +339,11 @@ const timed = async (prepare: () => unknown, run: () => Promise<Measured>): Prom
 }
 
 const runWorker = async (label: string, args: WorkerArgs, timedRun = false): Promise<{ m: Measured; out: Record<string, unknown> }> => {
-  const go = () => measure(label, process.execPath, [import.meta.filename, "--worker", JSON.stringify(args)])
+  const argsFile = path.join(config.workDir, `clone-worker-${process.pid}.json`)
+  fs.writeFileSync(argsFile, JSON.stringify(args))
+  const go = () => measure(label, process.execPath, [import.meta.filename, "--worker", argsFile])
   const m = timedRun ? await timed(() => {}, go) : await go()
+  fs.rmSync(argsFile, { force: true })
   if (m.exitCode !== 0) fail(`${label}: worker exited ${m.exitCode}\n${m.stderr.slice(-3000)}`)
   const line = m.stdout.trim().split("\n").pop() ?? ""
   return { m, out: JSON.parse(line) as Record<string, unknown> }
@@ -660,4 +666,14 @@ const main = async () => {
   )
 }
 
-await main()
+if (process.argv[2] === "--worker") {
+  // The arguments come in a file (a snapshot of 10 000 files does not fit on a command line).
+  await worker(JSON.parse(fs.readFileSync(process.argv[3], "utf8")) as WorkerArgs)
+} else {
+  try {
+    await main()
+  } catch (e) {
+    log(`FAILED: ${e instanceof BenchFailure ? e.message : e instanceof Error ? (e.stack ?? e.message) : String(e)}`)
+    process.exitCode = 1
+  }
+}
