@@ -601,7 +601,16 @@ const main = async () => {
     await verify("the fs clone after the re-clones", dstToml, bigName, shas)
     await verify("the S3 clone after the re-clones", cloudToml, bigName, shas)
   } finally {
-    for (const b of [...buckets]) dropBucket(b)
+    // Every bucket, even when one purge fails (a full S3 server refuses deletes too): say what is left.
+    for (const b of [...buckets]) {
+      try {
+        dropBucket(b)
+      } catch (e) {
+        log(
+          `could not purge bucket ${b} (${e instanceof Error ? e.message.trim().split("\n").pop() : e}); remove it by hand: rclone purge <remote>:${b}`,
+        )
+      }
+    }
     s3.stop()
   }
   if (env("BENCH_KEEP") !== "1") fs.rmSync(runDir, { recursive: true, force: true })
