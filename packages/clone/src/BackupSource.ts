@@ -19,6 +19,7 @@ import {
   type Repository,
   readManifest,
   streamMetaEntries,
+  waitWhileExpiring,
   withSharedLease,
 } from "@bendsave/core"
 import * as Effect from "effect/Effect"
@@ -217,6 +218,8 @@ export const readBackupSnapshot = Effect.fnUntraced(function* (repo: Repository,
 export const writePin = Effect.fnUntraced(function* (repo: Repository, pin: Pin) {
   const key = `${PIN_PREFIX}${pin.backup_id}/${newId()}.json`
   yield* repo.store.put(key, jsonBytes(pin), { ifNotExists: true })
+  // A vacuum that listed pins before ours landed may be deleting manifests: let it finish (§11).
+  yield* waitWhileExpiring(repo.store)
   const ids = yield* listBackupIds(repo)
   if (!ids.includes(pin.backup_id)) {
     yield* repo.store.delete(key)
