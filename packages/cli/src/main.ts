@@ -4,26 +4,18 @@
  * Commands hold no logic of their own.
  */
 import { createWriteStream } from "node:fs"
-import { mkdtemp, readFile, rm } from "node:fs/promises"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { readFile } from "node:fs/promises"
 import {
   backup,
   checkBackup,
-  type Cluster,
   formatMetaLine,
   listBackups,
   loadClusterConfig,
-  makeFsBlobStore,
-  makeLocalMetaStore,
-  makeMemoryBlobStore,
   MetaLinesError,
   compareBytes,
-  isFsStorage,
   openCluster,
-  openMeta,
-  openStorage,
   openRepositoryAt,
+  openRestoreTarget,
   parseBackupReference,
   parseMetaLines,
   readManifest,
@@ -48,7 +40,6 @@ import {
   findBackupAt,
   listBackupIds,
   LocationError,
-  type ClusterConfig,
   type MetaEntry,
 } from "@bendsave/core"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
@@ -240,44 +231,6 @@ const listCommand = Command.make(
 
 // restore ----------------------------------------------------------------------------------------
 
-/**
- * The restore target. With --confirm, missing directories are created; in a
- * dry run, a meta or storage directory that does not exist yet looks empty
- * (and nothing is created).
- */
-const openRestoreTarget = (config: ClusterConfig, confirm: boolean) =>
-  Effect.gen(function* () {
-    if (confirm) return yield* openCluster(config, { create: true })
-    const metaConfig = config.meta
-    // etcd: a dry run only reads, and a prefix without keys is simply a new, empty cluster.
-    const meta =
-      metaConfig.type !== "local"
-        ? yield* openMeta(config, { create: true })
-        : yield* makeLocalMetaStore(metaConfig.path, { prefix: metaConfig.prefix }).pipe(
-            Effect.catchIf(
-              (e) => e.reason === "NotFound",
-              () =>
-                Effect.flatMap(
-                  Effect.acquireRelease(
-                    Effect.promise(() => mkdtemp(join(tmpdir(), "bendsave-dry-run-"))),
-                    (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true })),
-                  ),
-                  (dir) => makeLocalMetaStore(dir, { prefix: metaConfig.prefix }),
-                ),
-            ),
-          )
-    // Cloud and plugin storage: the bucket must exist; a dry run only reads it.
-    const storage = isFsStorage(config.storage)
-      ? yield* makeFsBlobStore(config.storage.dataPath).pipe(
-          Effect.catchIf(
-            (e) => e.reason === "NotFound",
-            () => Effect.succeed(makeMemoryBlobStore({ name: "empty-target" })),
-          ),
-        )
-      : yield* openStorage(config)
-    return { name: config.name, meta, storage } satisfies Cluster
-  })
-
 const restoreCommand = Command.make(
   "restore",
   {
@@ -319,7 +272,7 @@ const restoreCommand = Command.make(
         const config = yield* loadClusterConfig(to)
         // Check the backup before the target's directories are created.
         const checked = yield* checkBackup(repo, manifest)
-        const target = yield* openRestoreTarget(config, confirm)
+        const target = yield* openRestoreTarget(config, { create: confirm })
         return yield* restore(repo, manifest, target, {
           checked,
           confirm,

@@ -14,7 +14,9 @@
  * opened (so local clusters never load gRPC). Core does not depend on it: it
  * must be installed next to core (the CLI depends on it).
  */
-import { dirname, resolve } from "node:path"
+import { mkdtemp, rm } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { dirname, join, resolve } from "node:path"
 import process from "node:process"
 import { fileURLToPath } from "node:url"
 import * as Effect from "effect/Effect"
@@ -306,6 +308,47 @@ export const openCluster = (config: ClusterConfig, options: { readonly create?: 
   Effect.gen(function* () {
     const meta = yield* openMeta(config, options)
     const storage = yield* openStorage(config, options)
+    return { name: config.name, meta, storage } satisfies Cluster
+  })
+
+/**
+ * Opens the target of a restore (or of any workflow that can plan against a
+ * cluster that does not exist yet). With `create`, missing directories are
+ * created (an etcd prefix may be empty). Without it nothing is created: a
+ * local meta directory or fs storage directory that does not exist yet looks
+ * empty (a temporary meta store, removed when the scope closes, and an empty
+ * memory store), so a dry run can plan a restore into a new cluster.
+ */
+export const openRestoreTarget = (config: ClusterConfig, options: { readonly create?: boolean } = {}) =>
+  Effect.gen(function* () {
+    if (options.create === true) return yield* openCluster(config, { create: true })
+    const metaConfig = config.meta
+    // etcd: a dry run only reads, and a prefix without keys is simply a new, empty cluster.
+    const meta =
+      metaConfig.type !== "local"
+        ? yield* openMeta(config, { create: true })
+        : yield* makeLocalMetaStore(metaConfig.path, { prefix: metaConfig.prefix }).pipe(
+            Effect.catchIf(
+              (e) => e.reason === "NotFound",
+              () =>
+                Effect.flatMap(
+                  Effect.acquireRelease(
+                    Effect.promise(() => mkdtemp(join(tmpdir(), "bendsave-dry-run-"))),
+                    (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true })),
+                  ),
+                  (dir) => makeLocalMetaStore(dir, { prefix: metaConfig.prefix }),
+                ),
+            ),
+          )
+    // Cloud and plugin storage: the bucket must exist; a dry run only reads it.
+    const storage = isFsStorage(config.storage)
+      ? yield* makeFsBlobStore(config.storage.dataPath).pipe(
+          Effect.catchIf(
+            (e) => e.reason === "NotFound",
+            () => Effect.succeed(makeMemoryBlobStore({ name: "empty-target" })),
+          ),
+        )
+      : yield* openStorage(config)
     return { name: config.name, meta, storage } satisfies Cluster
   })
 
