@@ -16,6 +16,8 @@ import {
   openCluster,
   openRepositoryAt,
   openRestoreTarget,
+  openStorage,
+  type Cluster,
   parseBackupReference,
   parseMetaLines,
   readManifest,
@@ -44,6 +46,7 @@ import {
 } from "@bendsave/core"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
+import type * as Cause from "effect/Cause"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -67,6 +70,7 @@ import {
 import { quickstart } from "./Quickstart.ts"
 import { formatDurationShort, parseDuration } from "./Duration.ts"
 import { describeError, formatBytes, makeProgressBar, table } from "./Render.ts"
+import { cloneWorkflows, sqlVerb, vacuumWorkflow } from "./Sql.ts"
 
 // The etcd meta driver: a chunk of the bundle of its own, loaded only when a cluster file names etcd.
 registerEtcdMetaDriver(() => import("@bendsave/meta-etcd").then((m) => m.etcdMetaDriver))
@@ -133,7 +137,12 @@ const runVerb = <A, E>(json: boolean, effect: Effect.Effect<A, E, Scope.Scope>, 
           if (out !== "") yield* Console.log(out)
           if (!ok(result)) return yield* new Reported()
         }),
-      onFailure: (cause) =>
+      onFailure: (cause) => reportFailure(json, cause),
+    }),
+  )
+
+/** Prints a verb's failure with its fix (as JSON with --json) and fails with Reported (exit 1). */
+const reportFailure = (json: boolean, cause: Cause.Cause<unknown>) =>
         Effect.gen(function* () {
           const failure = cause.reasons.find((r) => r._tag === "Fail")
           const error = failure?._tag === "Fail" ? failure.error : cause.reasons.find((r) => r._tag === "Die")
@@ -148,9 +157,7 @@ const runVerb = <A, E>(json: boolean, effect: Effect.Effect<A, E, Scope.Scope>, 
             if (described.fix !== undefined) yield* Console.error(`  fix: ${described.fix}`)
           }
           return yield* new Reported()
-        }),
-    }),
-  )
+        })
 
 const loadCluster = (file: string, create: boolean) =>
   Effect.flatMap(loadClusterConfig(file), (config) => Effect.map(openCluster(config, { create }), (cluster) => ({ config, cluster })))
@@ -773,7 +780,7 @@ const replicateCommand = Command.make(
       const targetConfig = yield* loadClusterConfig(flags.to)
       const source = yield* openCluster(sourceConfig, { create: false })
       // The target may be a new, empty cluster: a real round creates its directories, a dry run looks at it as it is.
-      const target = flags.dryRun ? yield* openRestoreTarget(targetConfig, false) : yield* openCluster(targetConfig, { create: true })
+      const target = flags.dryRun ? yield* openRestoreTarget(targetConfig, { create: false }) : yield* openCluster(targetConfig, { create: true })
       const via = Option.isSome(flags.via) && !flags.dryRun ? yield* openRepositoryAt(flags.via.value, { create: true }) : undefined
       const options = {
         scope,
@@ -865,6 +872,50 @@ const quickstartCommand = Command.make(
   ),
 )
 
+// sql --------------------------------------------------------------------------------------------
+
+const sqlCommand = Command.make(
+  "sql",
+  {
+    execute: Flag.String("execute").pipe(Flag.withAlias("e"), Flag.withDescription("Run these statements (separated by ;)"), Flag.optional),
+    file: Flag.String("file").pipe(
+      Flag.withAlias("f"),
+      Flag.withDescription("Run the statements of this script file (relative paths in it resolve against its directory)"),
+      Flag.optional,
+    ),
+    json: Flag.Boolean("json").pipe(
+      Flag.withDescription("Print one JSON array of {statement, line, ok, result | error} at the end instead of tables"),
+      Flag.withDefault(false),
+    ),
+    continueOnError: Flag.Boolean("continue-on-error").pipe(
+      Flag.withDescription("Run the remaining statements after a failing one (the exit code is still 1)"),
+      Flag.withDefault(false),
+    ),
+  },
+  ({ execute, file, json, continueOnError }) =>
+    withStorageSettings(
+      sqlVerb({
+        execute: Option.getOrUndefined(execute),
+        file: Option.getOrUndefined(file),
+        json,
+        continueOnError,
+        clone: cloneWorkflows,
+        vacuum: vacuumWorkflow,
+      }),
+    ).pipe(
+      Effect.matchCauseEffect({
+        onSuccess: (ok) => (ok ? Effect.void : Effect.fail(new Reported())),
+        onFailure: (cause) => reportFailure(json, cause),
+      }),
+    ),
+).pipe(
+  Command.withDescription("Run SQL-like statements (ATTACH, BACKUP, RESTORE, CREATE ... CLONE, SHOW, ...) from -e, -f or stdin"),
+  Command.withExamples([
+    { command: "bendsave sql -e \"ATTACH CLUSTER 'prod.toml' AS prod; BACKUP CLUSTER prod TO './backups'\"", description: "Back up a cluster" },
+    { command: "bendsave sql -f nightly.sql --json", description: "Run a script, one JSON result" },
+  ]),
+)
+
 // ------------------------------------------------------------------------------------------------
 
 /**
@@ -884,7 +935,7 @@ const presenter = CliOutput.layerPresenter({
 })
 
 const root = Command.make("bendsave").pipe(
-  Command.withDescription("Disaster recovery for data clusters: backup, list, verify, restore, vacuum and replicate"),
+  Command.withDescription("Disaster recovery for data clusters: backup, list, verify, restore, vacuum, replicate and SQL statements"),
   Command.withSubcommands([
     backupCommand,
     listCommand,
@@ -895,6 +946,7 @@ const root = Command.make("bendsave").pipe(
     replicateCommand,
     metaCommand,
     quickstartCommand,
+    sqlCommand,
   ]),
   Command.withGlobalFlags([driverSetting, limitUploadSetting, limitDownloadSetting]),
 )

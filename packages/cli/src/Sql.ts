@@ -1,0 +1,206 @@
+/**
+ * Sql: the `bendsave sql` verb. Reads a script (`-e`, `-f` or stdin),
+ * parses all of it first (a script with a syntax error runs nothing), runs
+ * the statements with @bendsave/sql, and prints each result as it comes: a
+ * message and an aligned table on stdout, errors with their fix on stderr;
+ * or, with `--json`, one JSON array of `{statement, line, ok, result | error}`
+ * at the end.
+ */
+import { readFile } from "node:fs/promises"
+import { dirname, resolve } from "node:path"
+import { type CloneApi, type Outcome, parseScript, runStatements, SqlError, type StatementResult, type VacuumWorkflow } from "@bendsave/sql"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import { describeError, table } from "./Render.ts"
+
+/** The script could not be read. */
+export class SqlInputError extends Schema.TaggedError<SqlInputError>()("SqlInputError", {
+  detail: Schema.String,
+  fix: Schema.String,
+}) {
+  override get message(): string {
+    return this.detail
+  }
+}
+
+export interface SqlVerbOptions {
+  readonly execute: string | undefined
+  readonly file: string | undefined
+  readonly json: boolean
+  readonly continueOnError: boolean
+  readonly clone: CloneApi
+  readonly vacuum?: VacuumWorkflow
+}
+
+/** JSON that survives bigints and Dates (as numbers/strings). */
+const toJson = (value: unknown): string =>
+  JSON.stringify(value, (_key, v) => (typeof v === "bigint" ? (Number.isSafeInteger(Number(v)) ? Number(v) : v.toString()) : v))
+
+const cell = (value: unknown): string =>
+  value === undefined || value === null ? "" : typeof value === "string" ? value : typeof value === "object" ? toJson(value) : String(value)
+
+/** One row with more columns than this prints as a two-column table (column, value), which stays readable. */
+const VERTICAL_AFTER = 6
+
+/** A statement result as text: the message, then the rows as an aligned table. */
+export const renderResult = (r: StatementResult): string => {
+  if (r.rows.length === 0) return r.message
+  if (r.rows.length === 1 && r.columns.length > VERTICAL_AFTER) {
+    const row = r.rows[0]
+    return `${r.message}\n${table(
+      ["column", "value"],
+      r.columns.map((c) => [c, cell(row[c])]),
+    )}`
+  }
+  return `${r.message}\n${table(
+    r.columns,
+    r.rows.map((row) => r.columns.map((c) => cell(row[c]))),
+  )}`
+}
+
+/** An error as JSON fields: tag, message, fix, and where in the script when known. */
+const errorJson = (error: unknown) => {
+  const described = describeError(error)
+  const e = error as { line?: unknown; column?: unknown; excerpt?: unknown; expected?: unknown; found?: unknown }
+  return {
+    ...described,
+    ...(typeof e.line === "number" ? { line: e.line, column: e.column } : {}),
+    ...(typeof e.excerpt === "string" ? { excerpt: e.excerpt } : {}),
+    ...(Array.isArray(e.expected) ? { expected: e.expected, found: e.found } : {}),
+  }
+}
+
+/** An error as text for stderr: the message, the excerpt with its caret, the fix. */
+const errorText = (prefix: string, error: unknown): string => {
+  const d = describeError(error)
+  const excerpt = (error as { excerpt?: unknown }).excerpt
+  const lines = [`bendsave: error: ${prefix}${d.message}`]
+  if (typeof excerpt === "string") lines.push(...excerpt.split("\n").map((l) => `  ${l}`))
+  if (d.fix !== undefined) lines.push(`  fix: ${d.fix}`)
+  return lines.join("\n")
+}
+
+const readStdin = async (): Promise<string> => {
+  const chunks: Array<Buffer> = []
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
+  return Buffer.concat(chunks).toString("utf8")
+}
+
+/** The script's text, its name for errors, and the directory its relative paths resolve against. */
+const readScript = (options: SqlVerbOptions) =>
+  Effect.gen(function* () {
+    if (options.execute !== undefined && options.file !== undefined) {
+      return yield* new SqlInputError({
+        detail: "both -e and -f were given",
+        fix: "give the statements with -e '<statements>' or a script with -f <file>, not both",
+      })
+    }
+    if (options.execute !== undefined) return { source: options.execute, name: "", baseDir: process.cwd() }
+    if (options.file !== undefined) {
+      const path = resolve(options.file)
+      const source = yield* Effect.tryPromise({
+        try: () => readFile(path, "utf8"),
+        catch: (cause) =>
+          new SqlInputError({
+            detail: `cannot read the script ${path}: ${(cause as NodeJS.ErrnoException).code === "ENOENT" ? "it does not exist" : String(cause)}`,
+            fix: "check the path given to -f",
+          }),
+      })
+      return { source, name: options.file, baseDir: dirname(path) }
+    }
+    if (process.stdin.isTTY === true) {
+      return yield* new SqlInputError({
+        detail: "no statements: give them with -e, a script with -f, or pipe them on stdin",
+        fix: "bendsave sql -e \"SHOW BACKUPS IN './backups'\" or bendsave sql -f script.sql",
+      })
+    }
+    const source = yield* Effect.promise(readStdin)
+    return { source, name: "<stdin>", baseDir: process.cwd() }
+  })
+
+/**
+ * Runs the verb. Succeeds with whether every statement succeeded (the
+ * caller turns false into a non-zero exit); input errors fail.
+ */
+export const sqlVerb = (options: SqlVerbOptions) =>
+  Effect.gen(function* () {
+    const { source, name, baseDir } = yield* readScript(options)
+    const parsed = parseScript(source, name)
+    if (parsed.errors.length > 0) {
+      if (options.json) {
+        yield* Console.log(toJson(parsed.errors.map((e) => ({ statement: null, line: e.line, ok: false, error: errorJson(e) }))))
+      } else {
+        for (const e of parsed.errors) yield* Console.error(errorText("", e))
+        const n = parsed.errors.length
+        yield* Console.error(`bendsave: ${n} syntax error${n === 1 ? "" : "s"}; no statement was run`)
+      }
+      return false
+    }
+    const total = parsed.statements.length
+    let printed = 0
+    const outcomes = yield* Effect.scoped(
+      runStatements(parsed.statements, {
+        source,
+        baseDir,
+        clone: options.clone,
+        ...(options.vacuum !== undefined ? { vacuum: options.vacuum } : {}),
+        continueOnError: options.continueOnError,
+        onOutcome: (o: Outcome) =>
+          options.json
+            ? Effect.void
+            : Effect.gen(function* () {
+                if (o.ok) {
+                  yield* Console.log(`${printed++ > 0 ? "\n" : ""}${renderResult(o.result)}`)
+                } else {
+                  const where = total > 1 ? `statement ${o.index} (line ${o.statement.span.line}): ` : ""
+                  yield* Console.error(errorText(where, o.error))
+                }
+              }),
+      }),
+    )
+    const failed = outcomes.filter((o) => !o.ok).length
+    if (options.json) {
+      yield* Console.log(
+        toJson(
+          outcomes.map((o) =>
+            o.ok
+              ? { statement: o.statement.text, line: o.statement.span.line, ok: true, result: o.result.value }
+              : { statement: o.statement.text, line: o.statement.span.line, ok: false, error: errorJson(o.error) },
+          ),
+        ),
+      )
+    } else if (failed > 0) {
+      const notRun = total - outcomes.length
+      yield* Console.error(
+        notRun > 0
+          ? `bendsave: stopped at statement ${outcomes.length} of ${total}; ${notRun} not run (--continue-on-error runs the rest)`
+          : `bendsave: ${failed} of ${total} statements failed`,
+      )
+    }
+    return failed === 0
+  })
+
+const notInThisBuild = (what: string) =>
+  Effect.fail(
+    new SqlError({
+      reason: "NotAvailable",
+      detail: `${what} is not available in this build of bendsave (the table-level workflows of @bendsave/clone are not included)`,
+      fix: "use a bendsave build that includes @bendsave/clone",
+    }),
+  )
+
+/** The table-level workflows of the statements (CLONE, DROP, SHOW/DESCRIBE of tables, partial RESTORE). */
+export const cloneWorkflows: CloneApi = {
+  cloneTable: () => notInThisBuild("CREATE TABLE ... CLONE"),
+  cloneDatabase: () => notInThisBuild("CREATE DATABASE ... CLONE"),
+  dropTable: () => notInThisBuild("DROP TABLE"),
+  listDatabases: () => notInThisBuild("SHOW DATABASES"),
+  listTables: () => notInThisBuild("SHOW TABLES"),
+  describeTable: () => notInThisBuild("DESCRIBE TABLE"),
+  listClones: () => notInThisBuild("SHOW CLONES"),
+  restoreTables: () => notInThisBuild("RESTORE DATABASE / RESTORE TABLE"),
+}
+
+/** The vacuum workflow of VACUUM BACKUPS (none in this build: the statement says so). */
+export const vacuumWorkflow: VacuumWorkflow | undefined = undefined
