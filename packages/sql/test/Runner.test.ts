@@ -1,0 +1,394 @@
+/**
+ * Runner tests: statements executed against real local clusters (local meta
+ * + fs storage in temp directories) and real fs repositories; the
+ * table-level workflows are a recording CloneApi here (the end-to-end tests
+ * in test/sql.e2e.test.ts run them for real through the CLI).
+ */
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import type { Cluster } from "@bendsave/core"
+import { assert, describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import { afterAll } from "vitest"
+import {
+  type CloneApi,
+  type CloneResult,
+  type Outcome,
+  parseScript,
+  type RunOptions,
+  runStatements,
+  type SqlError,
+  type VacuumRequest,
+} from "../src/index.ts"
+
+const dirs: Array<string> = []
+const tempDir = async () => {
+  const dir = await mkdtemp(join(tmpdir(), "bendsave-sql-runner-"))
+  dirs.push(dir)
+  return dir
+}
+afterAll(() => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))))
+
+/** A cluster file `<dir>/<name>.toml` naming `<name>-meta` and `<name>-data` (created unless `create` is false). */
+const writeCluster = async (dir: string, name: string, options: { create?: boolean; files?: Record<string, string> } = {}) => {
+  const toml = join(dir, `${name}.toml`)
+  await writeFile(
+    toml,
+    `name = "${name}"\n[meta]\ntype = "local"\npath = "./${name}-meta"\n[storage]\ntype = "fs"\n[storage.fs]\ndata_path = "./${name}-data"\n`,
+  )
+  if (options.create !== false) {
+    await mkdir(join(dir, `${name}-meta`), { recursive: true })
+    await mkdir(join(dir, `${name}-data`), { recursive: true })
+  }
+  for (const [path, content] of Object.entries(options.files ?? {})) {
+    await mkdir(join(dir, `${name}-data`, path, ".."), { recursive: true })
+    await writeFile(join(dir, `${name}-data`, path), content)
+  }
+  return toml
+}
+
+interface Call {
+  readonly op: string
+  readonly args: ReadonlyArray<unknown>
+}
+
+const metrics = (target: string, source: string): CloneResult => ({
+  target,
+  source,
+  mode: "DEEP",
+  status: "cloned",
+  source_table_size: 10,
+  source_num_of_files: 1,
+  num_removed_files: 0,
+  num_copied_files: 1,
+  removed_files_size: 0,
+  copied_files_size: 10,
+})
+
+/** A CloneApi that records its calls and answers with fixed rows. */
+const recordingClone = () => {
+  const calls: Array<Call> = []
+  const record =
+    <A>(op: string, answer: A) =>
+    (...args: ReadonlyArray<unknown>) =>
+      Effect.sync(() => {
+        calls.push({ op, args })
+        return answer
+      })
+  const api: CloneApi = {
+    cloneTable: (request) =>
+      record("cloneTable", metrics(`${request.target.table.database}.${request.target.table.table}`, "src"))(request),
+    cloneDatabase: (request) =>
+      record("cloneDatabase", [metrics(`${request.target.database}.a`, "x.a"), metrics(`${request.target.database}.b`, "x.b")])(request),
+    dropTable: record("dropTable", { dropped: true, files_deleted: 0 }),
+    listDatabases: (cluster) => record("listDatabases", [{ name: `db_of_${cluster.name}`, tables: 1 }])(cluster),
+    listTables: record("listTables", [{ database: "sales", table: "orders", files: 2 }]),
+    describeTable: record("describeTable", { database: "sales", table: "orders", files: 2, schema: [{ name: "id", type: "int64" }] }),
+    listClones: record("listClones", []),
+    restoreTables: record("restoreTables", { backup_id: "x", tables: 1 }),
+  }
+  return { api, calls }
+}
+
+/** Parses and runs a script (it must parse) within a scope. */
+const run = (source: string, options: Partial<RunOptions> & { baseDir: string }) =>
+  Effect.gen(function* () {
+    const parsed = parseScript(source)
+    if (parsed.errors.length > 0) return yield* Effect.die(new Error(parsed.errors[0].message))
+    return yield* Effect.scoped(runStatements(parsed.statements, { source, clone: recordingClone().api, ...options }))
+  })
+
+const errorOf = (o: Outcome | undefined): SqlError => {
+  if (o === undefined || o.ok) throw new Error(`expected a failed statement, got ${JSON.stringify(o)}`)
+  return o.error as SqlError
+}
+
+const clusterArg = (call: Call | undefined, index = 0) => (call?.args[index] as Cluster).name
+
+describe("runner: backup and restore statements on real local clusters", () => {
+  it.live(
+    "ATTACH resolves against the script directory; BACKUP, SHOW BACKUPS, RESTORE CLUSTER (dry run creates nothing, then restores)",
+    () =>
+      Effect.gen(function* () {
+        const dir = yield* Effect.promise(tempDir)
+        yield* Effect.promise(() => writeCluster(dir, "prod", { files: { "a/one.bin": "one", "b/two.bin": "two two" } }))
+        yield* Effect.promise(() => writeCluster(dir, "fresh", { create: false }))
+        const outcomes = yield* run(
+          `ATTACH CLUSTER 'prod.toml' AS prod;
+         ATTACH CLUSTER './fresh.toml' AS fresh;
+         BACKUP CLUSTER prod TO 'repo';
+         SHOW BACKUPS IN 'repo';
+         RESTORE CLUSTER FROM 'repo' TO fresh DRY RUN;`,
+          { baseDir: dir },
+        )
+        expect(outcomes.map((o) => o.ok)).toEqual([true, true, true, true, true])
+        const backup = outcomes[2].ok
+          ? (outcomes[2].result.value as { backup_id: string; files_total: number; bytes_total: number })
+          : undefined
+        expect(backup?.files_total).toBe(2)
+        expect(backup?.bytes_total).toBe(10)
+        const shown = outcomes[3].ok ? outcomes[3].result : undefined
+        expect(shown?.rows.map((r) => r.backup_id)).toEqual([backup?.backup_id])
+        expect(shown?.columns.slice(0, 3)).toEqual(["backup_id", "type", "cluster"])
+        const plan = outcomes[4].ok ? outcomes[4].result.rows[0] : undefined
+        expect(plan).toMatchObject({ dry_run: true, files_to_write: 2, bytes_to_write: 10 })
+        // The dry run created nothing of the new cluster.
+        expect((yield* Effect.promise(() => readdir(dir))).sort()).toEqual(["fresh.toml", "prod-data", "prod-meta", "prod.toml", "repo"])
+
+        const restored = yield* run(
+          `ATTACH CLUSTER 'fresh.toml' AS fresh; RESTORE CLUSTER FROM 'repo' AT BACKUP '${backup?.backup_id}' TO fresh`,
+          {
+            baseDir: dir,
+          },
+        )
+        expect(restored.map((o) => o.ok)).toEqual([true, true])
+        expect(yield* Effect.promise(() => readFile(join(dir, "fresh-data", "b/two.bin"), "utf8"))).toBe("two two")
+      }),
+  )
+
+  it.live("BACKUP ... DRY RUN reads the cluster and writes nothing, not even the repository", () =>
+    Effect.gen(function* () {
+      const dir = yield* Effect.promise(tempDir)
+      yield* Effect.promise(() => writeCluster(dir, "prod", { files: { "x.bin": "12345" } }))
+      const [, plan] = yield* run("ATTACH CLUSTER 'prod.toml' AS prod; BACKUP CLUSTER prod TO './never' DRY RUN", { baseDir: dir })
+      assert.isTrue(plan.ok)
+      if (plan.ok) {
+        expect(plan.result.value).toMatchObject({
+          dry_run: true,
+          backup_type: "full",
+          files_total: 1,
+          bytes_total: 5,
+          repository_exists: false,
+        })
+        expect(plan.result.message).toContain("DRY RUN")
+      }
+      expect((yield* Effect.promise(() => readdir(dir))).includes("never")).toBe(false)
+    }),
+  )
+
+  it.live(
+    "RESTORE AT TIMESTAMP before the first backup, and from a missing repository, fail (the first with the position of the clause)",
+    () =>
+      Effect.gen(function* () {
+        const dir = yield* Effect.promise(tempDir)
+        yield* Effect.promise(() => writeCluster(dir, "prod", { files: { "x.bin": "x" } }))
+        const source =
+          "ATTACH CLUSTER 'prod.toml' AS prod;\nBACKUP CLUSTER prod TO 'r';\nRESTORE CLUSTER FROM 'r' AT TIMESTAMP '2001-01-01T00:00:00Z' TO prod"
+        const outcomes = yield* run(source, { baseDir: dir })
+        const e = errorOf(outcomes[2])
+        expect(e.reason).toBe("NoBackup")
+        expect(e.detail).toBe("there is no backup in 'r' at or before 2001-01-01T00:00:00.000Z")
+        expect([e.line, e.column]).toEqual([3, 39])
+        yield* Effect.promise(() => mkdir(join(dir, "empty")))
+        const empty = yield* run(
+          "ATTACH CLUSTER 'prod.toml' AS prod; BACKUP CLUSTER prod TO 'empty' DRY RUN; RESTORE CLUSTER FROM 'r2' TO prod",
+          {
+            baseDir: dir,
+          },
+        )
+        expect(empty.map((o) => o.ok)).toEqual([true, true, false])
+        expect((errorOf(empty[2]) as unknown as { _tag: string })._tag).toBe("RepositoryError")
+      }),
+  )
+})
+
+describe("runner: names resolve against the attached clusters", () => {
+  it.live("db.table uses the only cluster; with two it is ambiguous until USE; cluster.db.table names one", () =>
+    Effect.gen(function* () {
+      const dir = yield* Effect.promise(tempDir)
+      yield* Effect.promise(() => writeCluster(dir, "prod"))
+      yield* Effect.promise(() => writeCluster(dir, "dev"))
+      const one = recordingClone()
+      const single = yield* run("ATTACH CLUSTER 'prod.toml' AS prod; DESCRIBE TABLE sales.orders", { baseDir: dir, clone: one.api })
+      expect(single.map((o) => o.ok)).toEqual([true, true])
+      expect(clusterArg(one.calls[0])).toBe("prod")
+      expect(one.calls[0].args[1]).toEqual({ database: "sales", table: "orders" })
+      const described = single[1].ok ? single[1].result : undefined
+      expect(described?.columns).toEqual(["property", "value"])
+      expect(described?.rows).toContainEqual({ property: "files", value: 2 })
+
+      const two = recordingClone()
+      const source =
+        "ATTACH CLUSTER 'prod.toml' AS prod;\nATTACH CLUSTER 'dev.toml' AS dev;\nDROP TABLE sales.orders;\nDROP TABLE dev.sales.orders PURGE;\nUSE prod;\nDROP TABLE IF EXISTS sales.orders DRY RUN"
+      const outcomes = yield* run(source, { baseDir: dir, clone: two.api, continueOnError: true })
+      expect(outcomes.map((o) => o.ok)).toEqual([true, true, false, true, true, true])
+      const ambiguous = errorOf(outcomes[2])
+      expect(ambiguous.reason).toBe("AmbiguousCluster")
+      expect(ambiguous.detail).toBe("'sales.orders' does not say which cluster: prod, dev are attached")
+      expect(ambiguous.fix).toBe("name the cluster (prod.sales.orders) or choose a default with USE prod;")
+      expect(ambiguous.excerpt).toBe("3 | DROP TABLE sales.orders;\n  |            ^^^^^^^^^^^^")
+      expect(two.calls.map((c) => [c.op, clusterArg(c), c.args[1], c.args[2]])).toEqual([
+        ["dropTable", "dev", { database: "sales", table: "orders" }, { ifExists: false, purge: true, dryRun: false }],
+        ["dropTable", "prod", { database: "sales", table: "orders" }, { ifExists: true, purge: false, dryRun: true }],
+      ])
+    }),
+  )
+
+  it.live("unknown clusters get a did-you-mean; no cluster attached; attaching a name twice; DETACH", () =>
+    Effect.gen(function* () {
+      const dir = yield* Effect.promise(tempDir)
+      yield* Effect.promise(() => writeCluster(dir, "prod"))
+      const outcomes = yield* run(
+        "SHOW TABLES IN sales; ATTACH CLUSTER 'prod.toml' AS prod; SHOW DATABASES IN prd; ATTACH CLUSTER 'prod.toml' AS prod; DETACH CLUSTER prod; SHOW TABLES; ATTACH CLUSTER 'missing.toml' AS m",
+        { baseDir: dir, continueOnError: true },
+      )
+      expect(outcomes.map((o) => o.ok)).toEqual([false, true, false, false, true, false, false])
+      expect(errorOf(outcomes[0]).reason).toBe("NoCluster")
+      expect(errorOf(outcomes[2]).detail).toBe("no cluster named 'prd' is attached; did you mean prod?")
+      expect(errorOf(outcomes[3]).reason).toBe("AlreadyAttached")
+      expect(errorOf(outcomes[5]).detail).toBe("no cluster is attached")
+      expect((errorOf(outcomes[6]) as unknown as { _tag: string; detail: string })._tag).toBe("ClusterConfigError")
+    }),
+  )
+
+  it.live("SHOW DATABASES / TABLES / CLONES without IN list every attached cluster, with a cluster column", () =>
+    Effect.gen(function* () {
+      const dir = yield* Effect.promise(tempDir)
+      yield* Effect.promise(() => writeCluster(dir, "prod"))
+      yield* Effect.promise(() => writeCluster(dir, "dev"))
+      const clone = recordingClone()
+      const outcomes = yield* run(
+        "ATTACH CLUSTER 'prod.toml' AS prod; ATTACH CLUSTER 'dev.toml' AS dev; SHOW DATABASES; SHOW TABLES IN dev.sales",
+        {
+          baseDir: dir,
+          clone: clone.api,
+        },
+      )
+      const dbs = outcomes[2].ok ? outcomes[2].result : undefined
+      expect(dbs?.columns).toEqual(["cluster", "name", "tables"])
+      expect(dbs?.rows).toEqual([
+        { cluster: "prod", name: "db_of_prod", tables: 1 },
+        { cluster: "dev", name: "db_of_dev", tables: 1 },
+      ])
+      expect(clone.calls.at(-1)?.op).toBe("listTables")
+      expect(clusterArg(clone.calls.at(-1))).toBe("dev")
+      expect(clone.calls.at(-1)?.args[1]).toBe("sales")
+    }),
+  )
+})
+
+describe("runner: clone statements map onto the clone workflows", () => {
+  it.live("CREATE TABLE ... CLONE: live source with VERSION AS OF, OR REPLACE / IF NOT EXISTS, backup source by id or time", () =>
+    Effect.gen(function* () {
+      const dir = yield* Effect.promise(tempDir)
+      yield* Effect.promise(() => writeCluster(dir, "prod", { files: { "f.bin": "f" } }))
+      yield* Effect.promise(() => writeCluster(dir, "dev", { create: false }))
+      const clone = recordingClone()
+      const attach = "ATTACH CLUSTER 'prod.toml' AS prod; ATTACH CLUSTER 'dev.toml' AS dev;"
+      const dry = yield* run(`${attach} CREATE OR REPLACE TABLE dev.sales.o2 SHALLOW CLONE prod.sales.orders VERSION AS OF 2 DRY RUN`, {
+        baseDir: dir,
+        clone: clone.api,
+      })
+      expect(dry.map((o) => o.ok)).toEqual([true, true, true])
+      // The DRY RUN did not create the target cluster.
+      expect((yield* Effect.promise(() => readdir(dir))).some((n) => n.startsWith("dev-"))).toBe(false)
+      const outcomes = yield* run(
+        `${attach}
+         BACKUP CLUSTER prod TO 'r';
+         CREATE TABLE IF NOT EXISTS prod.sales.o3 CLONE sales.orders FROM 'r' AT TIMESTAMP '2100-01-01T00:00:00Z';
+         CREATE TABLE prod.sales.o4 CLONE sales.orders FROM 'r' AT BACKUP '20250114_201500';
+         CREATE DATABASE dev.sales2 SHALLOW CLONE prod.sales;`,
+        { baseDir: dir, clone: clone.api },
+      )
+      expect(outcomes.map((o) => o.ok)).toEqual([true, true, true, true, true, true])
+      const [shallow, fromTime, fromId, database] = clone.calls
+      // biome-ignore lint/suspicious/noExplicitAny: request objects checked field by field
+      const req = (c: Call) => c.args[0] as any
+      expect(req(shallow).source.kind).toBe("live")
+      expect(req(shallow).source.cluster.name).toBe("prod")
+      expect(req(shallow).source.table).toEqual({ database: "sales", table: "orders" })
+      expect(req(shallow).source.version).toBe(2)
+      expect(req(shallow).target.cluster.name).toBe("dev")
+      expect(req(shallow).target.table).toEqual({ database: "sales", table: "o2" })
+      expect([req(shallow).mode, req(shallow).onExists, req(shallow).dryRun]).toEqual(["SHALLOW", "replace", true])
+      expect(req(fromTime).source.kind).toBe("backup")
+      expect(req(fromTime).source.repo.location).toContain(join(dir, "r"))
+      expect(req(fromTime).source.at.toISOString()).toBe("2100-01-01T00:00:00.000Z")
+      expect([req(fromTime).mode, req(fromTime).onExists, req(fromTime).dryRun]).toEqual(["DEEP", "ignore", false])
+      expect(req(fromId).source.backupId).toBe("20250114_201500")
+      expect(req(fromId).onExists).toBe("error")
+      expect(req(database).source).toMatchObject({ kind: "live", database: "sales" })
+      expect(req(database).target.database).toBe("sales2")
+      const dbResult = outcomes[5].ok ? outcomes[5].result : undefined
+      expect(dbResult?.rows).toHaveLength(2)
+      expect(dbResult?.columns.slice(0, 6)).toEqual(["target", "source", "mode", "status", "source_table_size", "source_num_of_files"])
+      // A clone into dev (not a dry run) created its directories.
+      expect((yield* Effect.promise(() => readdir(dir))).filter((n) => n.startsWith("dev-")).sort()).toEqual(["dev-data", "dev-meta"])
+    }),
+  )
+
+  it.live("RESTORE DATABASE / TABLE [AS] call the partial restore with the backup and names", () =>
+    Effect.gen(function* () {
+      const dir = yield* Effect.promise(tempDir)
+      yield* Effect.promise(() => writeCluster(dir, "prod", { files: { "f.bin": "f" } }))
+      const clone = recordingClone()
+      const outcomes = yield* run(
+        "ATTACH CLUSTER 'prod.toml' AS prod; BACKUP CLUSTER prod TO 'r'; RESTORE TABLE sales.orders AS sales.orders_old FROM 'r' AT BACKUP 'b1' TO prod; RESTORE DATABASE sales FROM 'r' TO prod DRY RUN",
+        { baseDir: dir, clone: clone.api },
+      )
+      expect(outcomes.map((o) => o.ok)).toEqual([true, true, true, true])
+      // biome-ignore lint/suspicious/noExplicitAny: request objects checked field by field
+      const [table, database] = clone.calls.map((c) => c.args[0] as any)
+      expect(table).toMatchObject({
+        backupId: "b1",
+        database: "sales",
+        table: "orders",
+        as: { database: "sales", table: "orders_old" },
+        dryRun: false,
+      })
+      expect(table.target.name).toBe("prod")
+      expect(database).toMatchObject({ database: "sales", dryRun: true })
+      expect(database.table).toBeUndefined()
+      expect(database.backupId).toBeUndefined()
+    }),
+  )
+})
+
+describe("runner: failures and VACUUM", () => {
+  it.live("the run stops at the first failing statement unless continueOnError; onOutcome sees each statement", () =>
+    Effect.gen(function* () {
+      const dir = yield* Effect.promise(tempDir)
+      yield* Effect.promise(() => writeCluster(dir, "prod"))
+      const seen: Array<number> = []
+      const script = "ATTACH CLUSTER 'prod.toml' AS prod; SHOW BACKUPS IN 'nowhere'; SHOW TABLES"
+      const stopped = yield* run(script, { baseDir: dir, onOutcome: (o) => Effect.sync(() => void seen.push(o.index)) })
+      expect(stopped.map((o) => o.ok)).toEqual([true, false])
+      expect(seen).toEqual([1, 2])
+      const all = yield* run(script, { baseDir: dir, continueOnError: true })
+      expect(all.map((o) => o.ok)).toEqual([true, false, true])
+      expect(all.map((o) => o.statement.text)).toEqual(["ATTACH CLUSTER 'prod.toml' AS prod", "SHOW BACKUPS IN 'nowhere'", "SHOW TABLES"])
+    }),
+  )
+
+  it.live("a defect in a workflow becomes an internal error of that statement", () =>
+    Effect.gen(function* () {
+      const dir = yield* Effect.promise(tempDir)
+      yield* Effect.promise(() => writeCluster(dir, "prod"))
+      const broken: CloneApi = { ...recordingClone().api, listTables: () => Effect.die(new Error("boom")) }
+      const outcomes = yield* run("ATTACH CLUSTER 'prod.toml' AS prod; SHOW TABLES", { baseDir: dir, clone: broken })
+      const e = errorOf(outcomes[1])
+      expect([e.reason, e.detail]).toEqual(["Internal", "bendsave hit an internal error: boom"])
+    }),
+  )
+
+  it.live("VACUUM BACKUPS: not available without the workflow; with it, the options and DRY RUN reach it", () =>
+    Effect.gen(function* () {
+      const dir = yield* Effect.promise(tempDir)
+      yield* Effect.promise(() => writeCluster(dir, "prod", { files: { "f.bin": "f" } }))
+      const script =
+        "ATTACH CLUSTER 'prod.toml' AS prod; BACKUP CLUSTER prod TO 'r'; VACUUM BACKUPS IN 'r' WITH (MAX_BACKUPS = 5, MIN_BACKUPS = 2) DRY RUN"
+      const without = yield* run(script, { baseDir: dir })
+      expect(errorOf(without[2]).reason).toBe("NotAvailable")
+      expect(errorOf(without[2]).detail).toContain("not available in this build")
+      const requests: Array<VacuumRequest> = []
+      const withVacuum = yield* run(script, {
+        baseDir: dir,
+        vacuum: (request) => Effect.sync(() => (requests.push(request), { backups_deleted: 0 })),
+      })
+      expect(withVacuum.map((o) => o.ok)).toEqual([true, true, true])
+      expect(requests).toHaveLength(1)
+      expect({ ...requests[0], repo: undefined }).toEqual({ repo: undefined, maxBackups: 5, minBackups: 2, dryRun: true })
+    }),
+  )
+})
