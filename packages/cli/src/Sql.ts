@@ -40,13 +40,13 @@ const toJson = (value: unknown): string =>
 const cell = (value: unknown): string =>
   value === undefined || value === null ? "" : typeof value === "string" ? value : typeof value === "object" ? toJson(value) : String(value)
 
-/** One row with more columns than this prints as a two-column table (column, value), which stays readable. */
+/** A record with more columns than this prints as a two-column table (column, value), which stays readable. */
 const VERTICAL_AFTER = 6
 
 /** A statement result as text: the message, then the rows as an aligned table. */
 export const renderResult = (r: StatementResult): string => {
   if (r.rows.length === 0) return r.message
-  if (r.rows.length === 1 && r.columns.length > VERTICAL_AFTER) {
+  if (r.record && r.columns.length > VERTICAL_AFTER) {
     const row = r.rows[0]
     return `${r.message}\n${table(
       ["column", "value"],

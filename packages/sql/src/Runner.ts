@@ -76,6 +76,8 @@ export interface StatementResult {
   readonly message: string
   readonly columns: ReadonlyArray<string>
   readonly rows: ReadonlyArray<Readonly<Record<string, unknown>>>
+  /** One record (a backup, a plan, a clone's metrics), not a listing: text output may show it as column/value lines. */
+  readonly record: boolean
   /** The workflow's result as is (what `--json` prints). */
   readonly value: unknown
 }
@@ -132,6 +134,7 @@ const CLONE_COLUMNS = [
 
 const asRows = (value: ReadonlyArray<object>): ReadonlyArray<Record<string, unknown>> => value as ReadonlyArray<Record<string, unknown>>
 
+/** A listing: any number of rows. */
 const rowsResult = (
   message: string,
   rows: ReadonlyArray<object>,
@@ -141,8 +144,18 @@ const rowsResult = (
   message,
   columns: columnsOf(rows, preferred),
   rows: asRows(rows),
+  record: false,
   value,
 })
+
+/** One record. */
+const recordResult = (message: string, row: object, value: unknown = row, preferred: ReadonlyArray<string> = []): StatementResult => ({
+  ...rowsResult(message, [row], value, preferred),
+  record: true,
+})
+
+/** A message only. */
+const messageResult = (message: string, value: unknown): StatementResult => ({ message, columns: [], rows: [], record: false, value })
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`
 
@@ -303,7 +316,7 @@ class Session {
       case "Use":
         return Effect.map(this.clusterOf(statement.cluster), (c) => {
           this.current = c.alias
-          return { message: `default cluster: ${c.alias}`, columns: [], rows: [], value: { cluster: c.alias } }
+          return messageResult(`default cluster: ${c.alias}`, { cluster: c.alias })
         })
       case "Backup":
         return this.backup(statement)
@@ -343,12 +356,13 @@ class Session {
       const file = resolve(this.options.baseDir, s.file.value)
       const config = yield* loadClusterConfig(file)
       this.clusters.set(alias, { alias, file, config })
-      return {
-        message: `attached cluster ${alias} (${file})`,
-        columns: [],
-        rows: [],
-        value: { cluster: alias, file, name: config.name, meta: config.meta.type, storage: config.storage.type },
-      }
+      return messageResult(`attached cluster ${alias} (${file})`, {
+        cluster: alias,
+        file,
+        name: config.name,
+        meta: config.meta.type,
+        storage: config.storage.type,
+      })
     })
   }
 
@@ -356,7 +370,7 @@ class Session {
     return Effect.map(this.clusterOf(s.alias), (c) => {
       this.clusters.delete(c.alias)
       if (this.current === c.alias) this.current = undefined
-      return { message: `detached cluster ${c.alias}`, columns: [], rows: [], value: { cluster: c.alias } }
+      return messageResult(`detached cluster ${c.alias}`, { cluster: c.alias })
     })
   }
 
@@ -368,9 +382,9 @@ class Session {
       if (!s.dryRun) {
         const repo = yield* this.openRepository(s.repository, true)
         const r = yield* backup(cluster, repo)
-        return rowsResult(
+        return recordResult(
           `backup ${r.backup_id} of ${attached.alias} committed (${r.backup_type}${r.parent_backup_id ? `, parent ${r.parent_backup_id}` : ""})`,
-          [r],
+          r,
           r,
           [
             "backup_id",
@@ -421,7 +435,7 @@ class Session {
         meta_keys: metaKeys,
         meta_revision: snapshot.revision,
       }
-      return rowsResult(`DRY RUN: backup plan for ${attached.alias} (nothing was written)`, [plan], plan)
+      return recordResult(`DRY RUN: backup plan for ${attached.alias} (nothing was written)`, plan)
     })
   }
 
@@ -466,11 +480,10 @@ class Session {
           dryRun: s.dryRun,
         })
         const what = scope.kind === "database" ? `database ${scope.database.parts[0]}` : `table ${scope.table.parts.join(".")}`
-        return rowsResult(
+        return recordResult(
           s.dryRun
             ? `DRY RUN: restore plan of ${what} into ${attached.alias} (nothing was changed)`
             : `restored ${what} into ${attached.alias}`,
-          [r],
           r,
         )
       }
@@ -494,11 +507,11 @@ class Session {
         meta_removed: r.meta.removed,
         meta_unchanged: r.meta.unchanged,
       }
-      return rowsResult(
+      return recordResult(
         s.dryRun
           ? `DRY RUN: restore plan of backup ${r.backup_id} into ${attached.alias} (nothing was changed)`
           : `restored backup ${r.backup_id} into ${attached.alias}`,
-        [row],
+        row,
         r,
       )
     })
@@ -525,7 +538,7 @@ class Session {
         ...(o.MIN_BACKUPS !== undefined ? { minBackups: o.MIN_BACKUPS } : {}),
         dryRun: s.dryRun,
       })
-      return rowsResult(s.dryRun ? `DRY RUN: vacuum plan for ${repo.location} (nothing was deleted)` : `vacuumed ${repo.location}`, [r], r)
+      return recordResult(s.dryRun ? `DRY RUN: vacuum plan for ${repo.location} (nothing was deleted)` : `vacuumed ${repo.location}`, r)
     })
   }
 
@@ -590,7 +603,9 @@ class Session {
       const message = s.dryRun
         ? `DRY RUN: ${s.mode} CLONE plan into ${targetAlias} (nothing was changed)`
         : `${s.mode} CLONE into ${targetAlias}: ${plural(results.length, "table")}, ${plural(copied, "file")} copied`
-      return rowsResult(message, results, s.object === "table" ? results[0] : results, CLONE_COLUMNS)
+      return s.object === "table"
+        ? recordResult(message, results[0], results[0], CLONE_COLUMNS)
+        : rowsResult(message, results, results, CLONE_COLUMNS)
     })
   }
 
@@ -600,7 +615,7 @@ class Session {
       const opened = yield* this.open(cluster)
       const r = yield* this.options.clone.dropTable(opened, table, { ifExists: s.ifExists, purge: s.purge, dryRun: s.dryRun })
       const name = `${cluster.alias}.${table.database}.${table.table}`
-      return rowsResult(s.dryRun ? `DRY RUN: drop plan of ${name} (nothing was changed)` : `DROP TABLE ${name}`, [r], r)
+      return recordResult(s.dryRun ? `DRY RUN: drop plan of ${name} (nothing was changed)` : `DROP TABLE ${name}`, r)
     })
   }
 
@@ -655,7 +670,7 @@ class Session {
       const { cluster, table } = yield* this.tableOf(s.table)
       const d = yield* this.options.clone.describeTable(yield* this.open(cluster), table)
       const rows = Object.entries(d).map(([property, value]) => ({ property, value }))
-      return { message: `${cluster.alias}.${table.database}.${table.table}`, columns: ["property", "value"], rows, value: d }
+      return { message: `${cluster.alias}.${table.database}.${table.table}`, columns: ["property", "value"], rows, record: false, value: d }
     })
   }
 
