@@ -11,6 +11,7 @@ import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import {
   bendsave,
+  bendsaveWithTerminal,
   type ClusterFiles,
   compareDirs,
   describeRun,
@@ -124,6 +125,18 @@ RESTORE CLUSTER FROM './backups' TO fresh DRY RUN;
       files_total: 5,
     })
     expect(r.stderr).toBe("")
+  })
+
+  it("on a terminal BACKUP draws a progress bar on stderr (cleared before the result); --json draws nothing", async () => {
+    const script = "ATTACH CLUSTER 'prod.toml' AS prod; BACKUP CLUSTER prod TO './progress'"
+    const text = await bendsaveWithTerminal(["sql", "-e", script], { cwd: scripts })
+    expect(text.code, describeRun(text)).toBe(0)
+    expect(text.terminal).toMatch(/\r(meta|scan|backup|commit) /)
+    expect(text.stdout).toMatch(/backup \d{8}_\d{6} of prod committed/)
+    const json = await bendsaveWithTerminal(["sql", "--json", "-e", script], { cwd: scripts })
+    expect(json.code, describeRun(json)).toBe(0)
+    expect(json.terminal).toBe("")
+    expect(jsonArray(json).map((o) => o.ok)).toEqual([true, true])
   })
 
   it("a failing statement stops the script (exit 1); --continue-on-error runs the rest and still exits 1", async () => {

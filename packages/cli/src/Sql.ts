@@ -12,7 +12,7 @@ import { type CloneApi, type Outcome, parseScript, runStatements, SqlError, type
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
-import { describeError, table } from "./Render.ts"
+import { describeError, makeProgressBar, table } from "./Render.ts"
 
 /** The script could not be read. */
 export class SqlInputError extends Schema.TaggedError<SqlInputError>()("SqlInputError", {
@@ -139,6 +139,7 @@ export const sqlVerb = (options: SqlVerbOptions) =>
     }
     const total = parsed.statements.length
     let printed = 0
+    const bar = makeProgressBar(!options.json)
     const outcomes = yield* Effect.scoped(
       runStatements(parsed.statements, {
         source,
@@ -146,10 +147,12 @@ export const sqlVerb = (options: SqlVerbOptions) =>
         clone: options.clone,
         ...(options.vacuum !== undefined ? { vacuum: options.vacuum } : {}),
         continueOnError: options.continueOnError,
+        ...(bar.active ? { onProgress: (p) => bar.draw(p) } : {}),
         onOutcome: (o: Outcome) =>
           options.json
             ? Effect.void
             : Effect.gen(function* () {
+                bar.clear()
                 if (o.ok) {
                   yield* Console.log(`${printed++ > 0 ? "\n" : ""}${renderResult(o.result)}`)
                 } else {
@@ -158,7 +161,7 @@ export const sqlVerb = (options: SqlVerbOptions) =>
                 }
               }),
       }),
-    )
+    ).pipe(Effect.ensuring(Effect.sync(bar.clear)))
     const failed = outcomes.filter((o) => !o.ok).length
     if (options.json) {
       yield* Console.log(

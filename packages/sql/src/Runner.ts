@@ -86,6 +86,15 @@ export type Outcome =
   | { readonly index: number; readonly statement: Ast.Statement; readonly ok: true; readonly result: StatementResult }
   | { readonly index: number; readonly statement: Ast.Statement; readonly ok: false; readonly error: unknown }
 
+/** How far a BACKUP or RESTORE CLUSTER is. */
+export interface StatementProgress {
+  readonly label: string
+  readonly filesDone: number
+  readonly bytesDone: number
+  readonly filesTotal?: number
+  readonly bytesTotal?: number
+}
+
 export interface RunOptions {
   /** The script's text (for the excerpts of errors about names). */
   readonly source: string
@@ -98,6 +107,8 @@ export interface RunOptions {
   readonly continueOnError?: boolean
   /** Called after each statement (the CLI prints results as they come). */
   readonly onOutcome?: (outcome: Outcome) => Effect.Effect<void>
+  /** Progress of long statements (BACKUP, RESTORE CLUSTER), for a progress bar. */
+  readonly onProgress?: (progress: StatementProgress) => void
 }
 
 interface Attached {
@@ -381,7 +392,12 @@ class Session {
       const location = this.location(s.repository)
       if (!s.dryRun) {
         const repo = yield* this.openRepository(s.repository, true)
-        const r = yield* backup(cluster, repo)
+        const onProgress = this.options.onProgress
+        const r = yield* backup(
+          cluster,
+          repo,
+          onProgress === undefined ? {} : { onProgress: (p) => onProgress({ ...p, label: p.phase === "files" ? "backup" : p.phase }) },
+        )
         return recordResult(
           `backup ${r.backup_id} of ${attached.alias} committed (${r.backup_type}${r.parent_backup_id ? `, parent ${r.parent_backup_id}` : ""})`,
           r,
@@ -492,7 +508,12 @@ class Session {
       // Check the backup before the target's directories are created.
       const checked = yield* checkBackup(repo, manifest)
       const target = yield* this.openTarget(attached, s.dryRun)
-      const r = yield* restore(repo, manifest, target, { checked, confirm: !s.dryRun })
+      const onProgress = this.options.onProgress
+      const r = yield* restore(repo, manifest, target, {
+        checked,
+        confirm: !s.dryRun,
+        ...(onProgress === undefined ? {} : { onProgress: (p) => onProgress({ ...p, label: s.dryRun ? "plan" : "restore" }) }),
+      })
       const row = {
         backup_id: r.backup_id,
         dry_run: r.dry_run,
