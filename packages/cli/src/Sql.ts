@@ -8,7 +8,7 @@
  */
 import { readFile } from "node:fs/promises"
 import { dirname, resolve } from "node:path"
-import { type CloneApi, type Outcome, parseScript, runStatements, SqlError, type StatementResult, type VacuumWorkflow } from "@bendsave/sql"
+import { type Outcome, parseScript, runStatements, type StatementResult } from "@bendsave/sql"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
@@ -29,8 +29,6 @@ export interface SqlVerbOptions {
   readonly file: string | undefined
   readonly json: boolean
   readonly continueOnError: boolean
-  readonly clone: CloneApi
-  readonly vacuum?: VacuumWorkflow
 }
 
 /** JSON that survives bigints and Dates (as numbers/strings). */
@@ -144,8 +142,6 @@ export const sqlVerb = (options: SqlVerbOptions) =>
       runStatements(parsed.statements, {
         source,
         baseDir,
-        clone: options.clone,
-        ...(options.vacuum !== undefined ? { vacuum: options.vacuum } : {}),
         continueOnError: options.continueOnError,
         ...(bar.active ? { onProgress: (p) => bar.draw(p) } : {}),
         onOutcome: (o: Outcome) =>
@@ -183,27 +179,3 @@ export const sqlVerb = (options: SqlVerbOptions) =>
     }
     return failed === 0
   })
-
-const notInThisBuild = (what: string) =>
-  Effect.fail(
-    new SqlError({
-      reason: "NotAvailable",
-      detail: `${what} is not available in this build of bendsave (the table-level workflows of @bendsave/clone are not included)`,
-      fix: "use a bendsave build that includes @bendsave/clone",
-    }),
-  )
-
-/** The table-level workflows of the statements (CLONE, DROP, SHOW/DESCRIBE of tables, partial RESTORE). */
-export const cloneWorkflows: CloneApi = {
-  cloneTable: () => notInThisBuild("CREATE TABLE ... CLONE"),
-  cloneDatabase: () => notInThisBuild("CREATE DATABASE ... CLONE"),
-  dropTable: () => notInThisBuild("DROP TABLE"),
-  listDatabases: () => notInThisBuild("SHOW DATABASES"),
-  listTables: () => notInThisBuild("SHOW TABLES"),
-  describeTable: () => notInThisBuild("DESCRIBE TABLE"),
-  listClones: () => notInThisBuild("SHOW CLONES"),
-  restoreTables: () => notInThisBuild("RESTORE DATABASE / RESTORE TABLE"),
-}
-
-/** The vacuum workflow of VACUUM BACKUPS (none in this build: the statement says so). */
-export const vacuumWorkflow: VacuumWorkflow | undefined = undefined

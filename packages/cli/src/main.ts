@@ -70,7 +70,7 @@ import {
 import { quickstart } from "./Quickstart.ts"
 import { formatDurationShort, parseDuration } from "./Duration.ts"
 import { describeError, formatBytes, makeProgressBar, table } from "./Render.ts"
-import { cloneWorkflows, sqlVerb, vacuumWorkflow } from "./Sql.ts"
+import { sqlVerb } from "./Sql.ts"
 
 // The etcd meta driver: a chunk of the bundle of its own, loaded only when a cluster file names etcd.
 registerEtcdMetaDriver(() => import("@bendsave/meta-etcd").then((m) => m.etcdMetaDriver))
@@ -899,8 +899,6 @@ const sqlCommand = Command.make(
         file: Option.getOrUndefined(file),
         json,
         continueOnError,
-        clone: cloneWorkflows,
-        vacuum: vacuumWorkflow,
       }),
     ).pipe(
       Effect.matchCauseEffect({

@@ -1,68 +1,16 @@
 /**
  * CloneApi: the table-level workflows the runner calls (clone, drop, catalog
  * listings, partial restore), as an interface. `@bendsave/clone` implements
- * it (the CLI passes that module); tests may pass their own. The request and
- * result types are those of `@bendsave/clone`.
+ * it and is the default; tests may pass their own (a recording double). The
+ * request types are those of `@bendsave/clone`; results are only read as
+ * rows, so any JSON object will do.
  */
+import type { CloneDatabaseRequest, CloneResult, CloneTableRequest, RestoreTablesRequest, TableRef } from "@bendsave/clone"
+import * as Clone from "@bendsave/clone"
 import type { Cluster, Repository } from "@bendsave/core"
 import type * as Effect from "effect/Effect"
 
-export interface TableRef {
-  readonly database: string
-  readonly table: string
-}
-
-export type CloneMode = "SHALLOW" | "DEEP"
-export type OnExists = "error" | "replace" | "ignore"
-
-export type CloneSource =
-  | { readonly kind: "live"; readonly cluster: Cluster; readonly table: TableRef; readonly version?: number }
-  | { readonly kind: "backup"; readonly repo: Repository; readonly backupId?: string; readonly at?: Date; readonly table: TableRef }
-
-export type CloneDatabaseSource =
-  | { readonly kind: "live"; readonly cluster: Cluster; readonly database: string }
-  | { readonly kind: "backup"; readonly repo: Repository; readonly backupId?: string; readonly at?: Date; readonly database: string }
-
-export interface CloneTableRequest {
-  readonly source: CloneSource
-  readonly target: { readonly cluster: Cluster; readonly table: TableRef }
-  readonly mode: CloneMode
-  readonly onExists: OnExists
-  readonly dryRun: boolean
-}
-
-export interface CloneDatabaseRequest {
-  readonly source: CloneDatabaseSource
-  readonly target: { readonly cluster: Cluster; readonly database: string }
-  readonly mode: CloneMode
-  readonly onExists: OnExists
-  readonly dryRun: boolean
-}
-
-/** Databricks' clone metrics plus what was cloned (the runner shows every field it gets). */
-export interface CloneResult {
-  readonly source_table_size: number
-  readonly source_num_of_files: number
-  readonly num_removed_files: number
-  readonly num_copied_files: number
-  readonly removed_files_size: number
-  readonly copied_files_size: number
-  readonly target: string
-  readonly source: string
-  readonly mode: CloneMode
-  readonly status: string
-}
-
-export interface RestoreTablesRequest {
-  readonly repo: Repository
-  readonly backupId?: string
-  readonly at?: Date
-  readonly database: string
-  readonly table?: string
-  readonly as?: TableRef
-  readonly target: Cluster
-  readonly dryRun: boolean
-}
+export type { CloneDatabaseRequest, CloneResult, CloneTableRequest, RestoreTablesRequest, TableRef }
 
 /** A workflow result: a JSON object (rendered as a table row) or a list of them. */
 type Row = object
@@ -81,6 +29,9 @@ export interface CloneApi {
   readonly listClones: (cluster: Cluster, of?: TableRef) => Effect.Effect<ReadonlyArray<Row>, unknown>
   readonly restoreTables: (request: RestoreTablesRequest) => Effect.Effect<Row, unknown>
 }
+
+/** The workflows of `@bendsave/clone`. */
+export const cloneWorkflows: CloneApi = Clone
 
 /** VACUUM BACKUPS: the retention policy and the plan-only switch; the result is shown as one row. */
 export interface VacuumRequest {

@@ -51,7 +51,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as Ast from "./Ast.ts"
-import type { CloneApi, CloneResult, TableRef, VacuumWorkflow } from "./CloneApi.ts"
+import { type CloneApi, type CloneResult, cloneWorkflows, type TableRef, type VacuumWorkflow } from "./CloneApi.ts"
 import { excerpt } from "./Parser.ts"
 import { closest } from "./Suggest.ts"
 
@@ -100,7 +100,8 @@ export interface RunOptions {
   readonly source: string
   /** Relative cluster files and repository paths resolve against it. */
   readonly baseDir: string
-  readonly clone: CloneApi
+  /** The table-level workflows (default: `@bendsave/clone`). */
+  readonly clone?: CloneApi
   /** The vacuum workflow; without it VACUUM BACKUPS fails with "not available in this build". */
   readonly vacuum?: VacuumWorkflow
   /** Run the remaining statements after a failure (the run still reports it). */
@@ -175,9 +176,11 @@ class Session {
   readonly clusters = new Map<string, Attached>()
   current: string | undefined
   readonly options: RunOptions
+  readonly clone: CloneApi
 
   constructor(options: RunOptions) {
     this.options = options
+    this.clone = options.clone ?? cloneWorkflows
   }
 
   // names ------------------------------------------------------------------------------------------
@@ -486,7 +489,7 @@ class Session {
       if (scope.kind !== "cluster") {
         const point = s.point
         const target = yield* this.openTarget(attached, s.dryRun)
-        const r = yield* this.options.clone.restoreTables({
+        const r = yield* this.clone.restoreTables({
           repo,
           ...(point?.kind === "backup" ? { backupId: point.id.value } : point?.kind === "timestamp" ? { at: point.at } : {}),
           database: scope.kind === "database" ? scope.database.parts[0] : scope.table.parts[0],
@@ -593,7 +596,7 @@ class Session {
               })
         const targetCluster = yield* this.openTarget(target.cluster, s.dryRun)
         results = [
-          yield* this.options.clone.cloneTable({
+          yield* this.clone.cloneTable({
             source,
             target: { cluster: targetCluster, table: target.table },
             mode: s.mode,
@@ -612,7 +615,7 @@ class Session {
                 return { kind: "live", cluster: yield* this.open(live.cluster), database: live.database } as const
               })
         const targetCluster = yield* this.openTarget(target.cluster, s.dryRun)
-        results = yield* this.options.clone.cloneDatabase({
+        results = yield* this.clone.cloneDatabase({
           source,
           target: { cluster: targetCluster, database: target.database },
           mode: s.mode,
@@ -634,7 +637,7 @@ class Session {
     return Effect.gen({ self: this }, function* () {
       const { cluster, table } = yield* this.tableOf(s.table)
       const opened = yield* this.open(cluster)
-      const r = yield* this.options.clone.dropTable(opened, table, { ifExists: s.ifExists, purge: s.purge, dryRun: s.dryRun })
+      const r = yield* this.clone.dropTable(opened, table, { ifExists: s.ifExists, purge: s.purge, dryRun: s.dryRun })
       const name = `${cluster.alias}.${table.database}.${table.table}`
       return recordResult(s.dryRun ? `DRY RUN: drop plan of ${name} (nothing was changed)` : `DROP TABLE ${name}`, r)
     })
@@ -669,7 +672,7 @@ class Session {
   private showDatabases(s: Ast.ShowDatabases) {
     return Effect.gen({ self: this }, function* () {
       const clusters = s.cluster !== undefined ? [yield* this.clusterOf(s.cluster)] : yield* this.listed()
-      const rows = yield* this.perCluster(clusters, (c) => this.options.clone.listDatabases(c))
+      const rows = yield* this.perCluster(clusters, (c) => this.clone.listDatabases(c))
       return rowsResult(plural(rows.length, "database"), rows, rows, ["cluster", "name"])
     })
   }
@@ -678,10 +681,10 @@ class Session {
     return Effect.gen({ self: this }, function* () {
       if (s.database !== undefined) {
         const { cluster, database } = yield* this.databaseOf(s.database)
-        const rows = yield* this.perCluster([cluster], (c) => this.options.clone.listTables(c, database))
+        const rows = yield* this.perCluster([cluster], (c) => this.clone.listTables(c, database))
         return rowsResult(plural(rows.length, "table"), rows, rows, ["database", "table"])
       }
-      const rows = yield* this.perCluster(yield* this.listed(), (c) => this.options.clone.listTables(c))
+      const rows = yield* this.perCluster(yield* this.listed(), (c) => this.clone.listTables(c))
       return rowsResult(plural(rows.length, "table"), rows, rows, ["cluster", "database", "table"])
     })
   }
@@ -689,7 +692,7 @@ class Session {
   private describeTable(s: Ast.DescribeTable) {
     return Effect.gen({ self: this }, function* () {
       const { cluster, table } = yield* this.tableOf(s.table)
-      const d = yield* this.options.clone.describeTable(yield* this.open(cluster), table)
+      const d = yield* this.clone.describeTable(yield* this.open(cluster), table)
       const rows = Object.entries(d).map(([property, value]) => ({ property, value }))
       return { message: `${cluster.alias}.${table.database}.${table.table}`, columns: ["property", "value"], rows, record: false, value: d }
     })
@@ -700,10 +703,10 @@ class Session {
       if (s.of !== undefined) {
         const { cluster, table } = yield* this.tableOf(s.of)
         const opened = yield* this.open(cluster)
-        const rows = yield* this.options.clone.listClones(opened, table)
+        const rows = yield* this.clone.listClones(opened, table)
         return rowsResult(plural(rows.length, "clone"), rows, rows, ["clone", "source", "mode"])
       }
-      const rows = yield* this.perCluster(yield* this.listed(), (c) => this.options.clone.listClones(c))
+      const rows = yield* this.perCluster(yield* this.listed(), (c) => this.clone.listClones(c))
       return rowsResult(plural(rows.length, "clone"), rows, rows, ["cluster", "clone", "source", "mode"])
     })
   }

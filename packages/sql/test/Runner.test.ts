@@ -64,6 +64,8 @@ const metrics = (target: string, source: string): CloneResult => ({
   num_copied_files: 1,
   removed_files_size: 0,
   copied_files_size: 10,
+  source_version: 1,
+  target_version: 1,
 })
 
 /** A CloneApi that records its calls and answers with fixed rows. */
