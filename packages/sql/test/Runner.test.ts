@@ -106,7 +106,7 @@ const errorOf = (o: Outcome | undefined): SqlError => {
   return o.error as SqlError
 }
 
-const clusterArg = (call: Call | undefined, index = 0) => (call?.args[index] as Cluster).name
+const clusterArg = (call: Call | undefined, index = 0) => (call?.args[index] as Cluster | undefined)?.name
 
 describe("runner: backup and restore statements on real local clusters", () => {
   it.live(
@@ -386,7 +386,11 @@ describe("runner: failures and VACUUM", () => {
       const requests: Array<VacuumRequest> = []
       const withVacuum = yield* run(script, {
         baseDir: dir,
-        vacuum: (request) => Effect.sync(() => (requests.push(request), { backups_deleted: 0 })),
+        vacuum: (request) =>
+          Effect.sync(() => {
+            requests.push(request)
+            return { backups_deleted: 0 }
+          }),
       })
       expect(withVacuum.map((o) => o.ok)).toEqual([true, true, true])
       expect(requests).toHaveLength(1)
