@@ -87,8 +87,16 @@ export interface Restore extends Base {
   readonly dryRun: boolean
 }
 
-/** The retention options of VACUUM BACKUPS (all whole numbers, at least 0). */
-export const VACUUM_OPTIONS = ["RETENTION_DAYS", "MIN_RETENTION_DAYS", "MAX_BACKUPS", "MIN_BACKUPS"] as const
+/** The retention options of VACUUM BACKUPS (all whole numbers, at least 0), those of the `vacuum` verb. */
+export const VACUUM_OPTIONS = [
+  "RETENTION_DAYS",
+  "MIN_RETENTION_DAYS",
+  "MAX_BACKUPS",
+  "MIN_BACKUPS",
+  "KEEP_DAILY",
+  "KEEP_WEEKLY",
+  "KEEP_MONTHLY",
+] as const
 export type VacuumOption = (typeof VACUUM_OPTIONS)[number]
 
 /** `VACUUM BACKUPS IN '<repo>' [WITH (NAME = n, ...)] [DRY RUN]` */

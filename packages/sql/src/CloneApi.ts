@@ -33,13 +33,21 @@ export interface CloneApi {
 /** The workflows of `@bendsave/clone`. */
 export const cloneWorkflows: CloneApi = Clone
 
-/** VACUUM BACKUPS: the retention policy and the plan-only switch; the result is shown as one row. */
-export interface VacuumRequest {
-  readonly repo: Repository
+/** The retention policy of VACUUM BACKUPS (the options given; the vacuum workflow's RetentionPolicy). */
+export interface VacuumPolicy {
   readonly retentionDays?: number
   readonly minRetentionDays?: number
   readonly maxBackups?: number
   readonly minBackups?: number
+  readonly keepDaily?: number
+  readonly keepWeekly?: number
+  readonly keepMonthly?: number
+}
+
+/** VACUUM BACKUPS: the repository, the policy and the plan-only switch; the result is shown as one row. */
+export interface VacuumRequest {
+  readonly repo: Repository
+  readonly policy: VacuumPolicy
   readonly dryRun: boolean
 }
 

@@ -54,7 +54,7 @@ export const STATEMENT_SYNTAX: Record<string, string> = {
   RESTORE:
     "RESTORE {CLUSTER | DATABASE <db> | TABLE <db>.<table> [AS <db>.<table>]} FROM '<repository>' [AT BACKUP '<id>' | AT TIMESTAMP '<time>'] TO <cluster> [DRY RUN]",
   VACUUM:
-    "VACUUM BACKUPS IN '<repository>' [WITH (RETENTION_DAYS = n, MIN_RETENTION_DAYS = n, MAX_BACKUPS = n, MIN_BACKUPS = n)] [DRY RUN]",
+    "VACUUM BACKUPS IN '<repository>' [WITH (RETENTION_DAYS = n, MIN_RETENTION_DAYS = n, MAX_BACKUPS = n, MIN_BACKUPS = n, KEEP_DAILY = n, KEEP_WEEKLY = n, KEEP_MONTHLY = n)] [DRY RUN]",
   CREATE:
     "CREATE [OR REPLACE] {TABLE | DATABASE} [IF NOT EXISTS] <target> [SHALLOW | DEEP] CLONE <source> [AT BACKUP '<id>' | AT TIMESTAMP '<time>' | VERSION AS OF n] [FROM '<repository>'] [DRY RUN]",
   DROP: "DROP TABLE [IF EXISTS] [<cluster>.]<db>.<table> [PURGE] [DRY RUN]",

@@ -556,10 +556,15 @@ class Session {
       const o = s.options
       const r = yield* vacuum({
         repo,
-        ...(o.RETENTION_DAYS !== undefined ? { retentionDays: o.RETENTION_DAYS } : {}),
-        ...(o.MIN_RETENTION_DAYS !== undefined ? { minRetentionDays: o.MIN_RETENTION_DAYS } : {}),
-        ...(o.MAX_BACKUPS !== undefined ? { maxBackups: o.MAX_BACKUPS } : {}),
-        ...(o.MIN_BACKUPS !== undefined ? { minBackups: o.MIN_BACKUPS } : {}),
+        policy: {
+          ...(o.RETENTION_DAYS !== undefined ? { retentionDays: o.RETENTION_DAYS } : {}),
+          ...(o.MIN_RETENTION_DAYS !== undefined ? { minRetentionDays: o.MIN_RETENTION_DAYS } : {}),
+          ...(o.MAX_BACKUPS !== undefined ? { maxBackups: o.MAX_BACKUPS } : {}),
+          ...(o.MIN_BACKUPS !== undefined ? { minBackups: o.MIN_BACKUPS } : {}),
+          ...(o.KEEP_DAILY !== undefined ? { keepDaily: o.KEEP_DAILY } : {}),
+          ...(o.KEEP_WEEKLY !== undefined ? { keepWeekly: o.KEEP_WEEKLY } : {}),
+          ...(o.KEEP_MONTHLY !== undefined ? { keepMonthly: o.KEEP_MONTHLY } : {}),
+        },
         dryRun: s.dryRun,
       })
       return recordResult(s.dryRun ? `DRY RUN: vacuum plan for ${repo.location} (nothing was deleted)` : `vacuumed ${repo.location}`, r)

@@ -118,6 +118,9 @@ describe("statements", () => {
       options: { RETENTION_DAYS: 30, MIN_RETENTION_DAYS: 7, MAX_BACKUPS: 5, MIN_BACKUPS: 2 },
       dryRun: true,
     })
+    expect(one("VACUUM BACKUPS IN './r' WITH (keep_daily = 7, KEEP_WEEKLY = 4, KEEP_MONTHLY = 12)")).toMatchObject({
+      options: { KEEP_DAILY: 7, KEEP_WEEKLY: 4, KEEP_MONTHLY: 12 },
+    })
     expect(one("VACUUM BACKUPS IN './r'")).toEqual({ kind: "VacuumBackups", repository: s("./r"), options: {}, dryRun: false })
   })
 
@@ -330,7 +333,10 @@ describe("syntax errors: line, column, caret, expected and found", () => {
     const unknown = errorOf("VACUUM BACKUPS IN './r' WITH (RETENTION_DAY = 3)")
     expect(unknown.detail).toBe("unknown option 'RETENTION_DAY'; did you mean RETENTION_DAYS?")
     expect(unknown.column).toBe(31)
-    expect(unknown.fix).toBe("the options are RETENTION_DAYS, MIN_RETENTION_DAYS, MAX_BACKUPS or MIN_BACKUPS")
+    expect(unknown.fix).toBe(
+      "the options are RETENTION_DAYS, MIN_RETENTION_DAYS, MAX_BACKUPS, MIN_BACKUPS, KEEP_DAILY, KEEP_WEEKLY or KEEP_MONTHLY",
+    )
+    expect(errorOf("VACUUM BACKUPS IN './r' WITH (KEEP_DAYLY = 7)").detail).toBe("unknown option 'KEEP_DAYLY'; did you mean KEEP_DAILY?")
     expect(errorOf("VACUUM BACKUPS IN './r' WITH (KEEP = 3)").detail).toBe("unknown option 'KEEP'")
     expect(errorOf("VACUUM BACKUPS IN './r' WITH (MAX_BACKUPS = 3, max_backups = 4)").detail).toBe("option MAX_BACKUPS is given twice")
     const value = errorOf("VACUUM BACKUPS IN './r' WITH (MAX_BACKUPS = 'five')")

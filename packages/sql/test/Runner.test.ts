@@ -379,7 +379,7 @@ describe("runner: failures and VACUUM", () => {
       const dir = yield* Effect.promise(tempDir)
       yield* Effect.promise(() => writeCluster(dir, "prod", { files: { "f.bin": "f" } }))
       const script =
-        "ATTACH CLUSTER 'prod.toml' AS prod; BACKUP CLUSTER prod TO 'r'; VACUUM BACKUPS IN 'r' WITH (MAX_BACKUPS = 5, MIN_BACKUPS = 2) DRY RUN"
+        "ATTACH CLUSTER 'prod.toml' AS prod; BACKUP CLUSTER prod TO 'r'; VACUUM BACKUPS IN 'r' WITH (MAX_BACKUPS = 5, MIN_BACKUPS = 2, KEEP_WEEKLY = 3) DRY RUN"
       const without = yield* run(script, { baseDir: dir })
       expect(errorOf(without[2]).reason).toBe("NotAvailable")
       expect(errorOf(without[2]).detail).toContain("not available in this build")
@@ -394,7 +394,9 @@ describe("runner: failures and VACUUM", () => {
       })
       expect(withVacuum.map((o) => o.ok)).toEqual([true, true, true])
       expect(requests).toHaveLength(1)
-      expect({ ...requests[0], repo: undefined }).toEqual({ repo: undefined, maxBackups: 5, minBackups: 2, dryRun: true })
+      expect(requests[0].policy).toEqual({ maxBackups: 5, minBackups: 2, keepWeekly: 3 })
+      expect(requests[0].dryRun).toBe(true)
+      expect(requests[0].repo.location).toContain(dir)
     }),
   )
 })
