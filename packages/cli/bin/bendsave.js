@@ -23,7 +23,7 @@ const newestSource = (dir) => {
 const bundleIsFresh = () => {
   try {
     const built = statSync(here("../dist/bendsave.mjs")).mtimeMs
-    const sources = ["../src", "../../core/src", "../../sql/src", "../../clone/src", "../../meta-etcd/src", "../../drivers-s3/src", "../../drivers-gcs/src", "../../drivers-azure/src"]
+    const sources = ["../src", "../../core/src", "../../sql/src", "../../clone/src", "../../replicate/src", "../../meta-etcd/src", "../../drivers-s3/src", "../../drivers-gcs/src", "../../drivers-azure/src"]
     // A driver package that is not next to the CLI (an installed CLI) has no sources to compare.
     const present = sources.filter((dir) => dir === "../src" || existsSync(here(dir)))
     return built >= Math.max(...present.map((dir) => newestSource(here(dir))))
