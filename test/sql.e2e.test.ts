@@ -202,6 +202,7 @@ describe("bendsave sql: syntax errors and input errors", () => {
     const r = await bendsave(["sql", "--json", "-e", "SHOW TABLES;\nBAKUP CLUSTER prod TO 'x';\nDROP TABLE orders"], { cwd: dir })
     expect(r.code).toBe(1)
     const out = jsonArray(r)
+    expect(out.map((o) => o.statement)).toEqual(["BAKUP CLUSTER prod TO 'x'", "DROP TABLE orders"])
     expect(out.map((o) => [o.ok, o.line, o.error.tag, o.error.line, o.error.column])).toEqual([
       [false, 2, "SqlSyntaxError", 2, 1],
       [false, 3, "SqlSyntaxError", 3, 12],

@@ -127,7 +127,16 @@ export const sqlVerb = (options: SqlVerbOptions) =>
     const parsed = parseScript(source, name)
     if (parsed.errors.length > 0) {
       if (options.json) {
-        yield* Console.log(toJson(parsed.errors.map((e) => ({ statement: null, line: e.line, ok: false, error: errorJson(e) }))))
+        yield* Console.log(
+          toJson(
+            parsed.errors.map((e) => ({
+              statement: e.statement === "" ? null : e.statement,
+              line: e.line,
+              ok: false,
+              error: errorJson(e),
+            })),
+          ),
+        )
       } else {
         for (const e of parsed.errors) yield* Console.error(errorText("", e))
         const n = parsed.errors.length

@@ -21,6 +21,8 @@ import { closest } from "./Suggest.ts"
 export class SqlSyntaxError extends Schema.TaggedError<SqlSyntaxError>()("SqlSyntaxError", {
   /** The script's name (a file path, `-e` or `<stdin>`). */
   source: Schema.String,
+  /** The text of the statement with the error, up to its `;` (comments included); empty for lexical errors. */
+  statement: Schema.String,
   line: Schema.Number,
   column: Schema.Number,
   /** What is wrong, e.g. `expected TO, found 'INTO'`. */
@@ -71,6 +73,8 @@ class Failure {
   readonly expected: ReadonlyArray<string>
   readonly found: string
   readonly fix: string | undefined
+  /** The text of the statement it is in (set once the parser skipped to its end). */
+  statement = ""
   constructor(token: Failure["token"], detail: string, expected: ReadonlyArray<string>, found: string, fix: string | undefined) {
     this.token = token
     this.detail = detail
@@ -326,10 +330,11 @@ class Parser {
         statements.push(statement)
       } catch (e) {
         if (!(e instanceof Failure)) throw e
-        failures.push(e)
         // Recover: skip to the end of the statement (never stopping where it started: progress is guaranteed).
         if (this.i === this.tokens.indexOf(first)) this.i++
         while (this.tok().kind !== "eof" && !(this.tok().kind === "punct" && this.tok().value === ";")) this.i++
+        e.statement = this.source.slice(first.offset, this.tok().offset).trim()
+        failures.push(e)
       }
     }
     return { statements, failures }
@@ -605,6 +610,7 @@ export const excerpt = (source: string, at: { offset: number; length: number; li
 const toError = (source: string, name: string, at: Pick<Token, "offset" | "length" | "line" | "column">, f: Omit<Failure, "token">) =>
   new SqlSyntaxError({
     source: name,
+    statement: f.statement,
     line: at.line,
     column: at.column,
     detail: f.detail,
@@ -614,7 +620,7 @@ const toError = (source: string, name: string, at: Pick<Token, "offset" | "lengt
     fix: f.fix ?? 'check the statement against its syntax in the README (section "SQL statements")',
   })
 
-const lexFailure = (error: LexError) => ({ detail: error.detail, expected: [], found: "", fix: error.fix })
+const lexFailure = (error: LexError) => ({ detail: error.detail, expected: [], found: "", fix: error.fix, statement: "" })
 
 /**
  * Parses a whole script. `name` is how errors name it (a file path; empty

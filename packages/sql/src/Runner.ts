@@ -57,7 +57,16 @@ import { closest } from "./Suggest.ts"
 
 /** A statement that cannot run as written (names, clusters, backups); nothing was changed. */
 export class SqlError extends Schema.TaggedError<SqlError>()("SqlError", {
-  reason: Schema.Literals(["NoCluster", "AmbiguousCluster", "UnknownCluster", "AlreadyAttached", "NoBackup", "NotAvailable", "Internal"]),
+  reason: Schema.Literals([
+    "NoCluster",
+    "AmbiguousCluster",
+    "UnknownCluster",
+    "AlreadyAttached",
+    "NoClusterFile",
+    "NoBackup",
+    "NotAvailable",
+    "Internal",
+  ]),
   detail: Schema.String,
   fix: Schema.String,
   /** Where in the script (the name or clause at fault), when known. */
@@ -368,7 +377,18 @@ class Session {
         )
       }
       const file = resolve(this.options.baseDir, s.file.value)
-      const config = yield* loadClusterConfig(file)
+      const config = yield* loadClusterConfig(file).pipe(
+        Effect.mapError((e) =>
+          e.key === "" && e.detail === "the cluster file does not exist"
+            ? this.errorAt(
+                s.file.span,
+                "NoClusterFile",
+                `the cluster file ${file} does not exist`,
+                `check the path in ATTACH CLUSTER (a relative path resolves against ${this.options.baseDir}, the script's directory or, for -e and stdin, the working directory)`,
+              )
+            : e,
+        ),
+      )
       this.clusters.set(alias, { alias, file, config })
       return messageResult(`attached cluster ${alias} (${file})`, {
         cluster: alias,

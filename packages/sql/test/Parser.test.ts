@@ -368,6 +368,7 @@ describe("syntax errors: line, column, caret, expected and found", () => {
       [5, 10],
     ])
     expect(r.statements.map((x) => x.kind)).toEqual(["ShowTables", "DropTable"])
+    expect(r.errors.map((e) => e.statement)).toEqual(["BAKUP x", "SHOW BACKUPS IN x", "DESCRIBE t"])
   })
 
   it("the caret lines up under tabs and on later lines of a multi-line statement", () => {

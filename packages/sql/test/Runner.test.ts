@@ -240,7 +240,11 @@ describe("runner: names resolve against the attached clusters", () => {
       expect(errorOf(outcomes[2]).detail).toBe("no cluster named 'prd' is attached; did you mean prod?")
       expect(errorOf(outcomes[3]).reason).toBe("AlreadyAttached")
       expect(errorOf(outcomes[5]).detail).toBe("no cluster is attached")
-      expect((errorOf(outcomes[6]) as unknown as { _tag: string; detail: string })._tag).toBe("ClusterConfigError")
+      const noFile = errorOf(outcomes[6])
+      expect(noFile.reason).toBe("NoClusterFile")
+      expect(noFile.detail).toBe(`the cluster file ${join(dir, "missing.toml")} does not exist`)
+      expect(noFile.fix).toContain(`resolves against ${dir}`)
+      expect(noFile.excerpt).toMatch(/\^{14}$/)
     }),
   )
 
