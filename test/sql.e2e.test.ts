@@ -162,6 +162,24 @@ RESTORE CLUSTER FROM './backups' TO fresh DRY RUN;
     expect(await exists(join(scripts, "second", "manifests"))).toBe(true)
   })
 
+  it("VACUUM BACKUPS: DRY RUN prints the plan and deletes nothing; then it deletes by the policy", async () => {
+    const before = jsonArray(expectOk(await bendsave(["sql", "--json", "-e", "SHOW BACKUPS IN './backups'"], { cwd: scripts })))[0].result
+      .backups as Array<JsonObject>
+    expect(before.length).toBeGreaterThanOrEqual(2)
+    const plan = expectOk(await bendsave(["sql", "-e", "VACUUM BACKUPS IN './backups' WITH (MAX_BACKUPS = 1) DRY RUN"], { cwd: scripts }))
+    expect(plan.stdout).toContain("DRY RUN: vacuum plan for")
+    expect(plan.stdout).toMatch(new RegExp(`^backups_deleted +${before.length - 1}$`, "m"))
+    const out = jsonArray(
+      expectOk(
+        await bendsave(["sql", "--json", "-e", "VACUUM BACKUPS IN './backups' WITH (MAX_BACKUPS = 1);\nSHOW BACKUPS IN './backups'"], {
+          cwd: scripts,
+        }),
+      ),
+    )
+    expect(out[0].result.deleted.map((d: JsonObject) => d.backup_id)).toEqual(before.slice(0, -1).map((b) => b.backup_id))
+    expect(out[1].result.backups.map((b: JsonObject) => b.backup_id)).toEqual([before[before.length - 1].backup_id])
+  })
+
   it("names that cannot be resolved: the error points at the name with a caret", async () => {
     await writeCluster(join(scripts, "other"), { name: "other" })
     const r = await bendsave(

@@ -51,7 +51,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as Ast from "./Ast.ts"
-import { type CloneApi, type CloneResult, cloneWorkflows, type TableRef, type VacuumWorkflow } from "./CloneApi.ts"
+import { type CloneApi, type CloneResult, cloneWorkflows, type TableRef, type VacuumWorkflow, vacuumWorkflow } from "./CloneApi.ts"
 import { excerpt } from "./Parser.ts"
 import { closest } from "./Suggest.ts"
 
@@ -111,13 +111,13 @@ export interface RunOptions {
   readonly baseDir: string
   /** The table-level workflows (default: `@bendsave/clone`). */
   readonly clone?: CloneApi
-  /** The vacuum workflow; without it VACUUM BACKUPS fails with "not available in this build". */
+  /** The vacuum workflow (default: core's `vacuum`). */
   readonly vacuum?: VacuumWorkflow
   /** Run the remaining statements after a failure (the run still reports it). */
   readonly continueOnError?: boolean
   /** Called after each statement (the CLI prints results as they come). */
   readonly onOutcome?: (outcome: Outcome) => Effect.Effect<void>
-  /** Progress of long statements (BACKUP, RESTORE CLUSTER), for a progress bar. */
+  /** Progress of long statements (BACKUP, RESTORE CLUSTER, VACUUM BACKUPS), for a progress bar. */
   readonly onProgress?: (progress: StatementProgress) => void
 }
 
@@ -177,6 +177,36 @@ const recordResult = (message: string, row: object, value: unknown = row, prefer
 
 /** A message only. */
 const messageResult = (message: string, value: unknown): StatementResult => ({ message, columns: [], rows: [], record: false, value })
+
+/** One row of a vacuum result: counts instead of its lists (the JSON result keeps them). */
+const vacuumSummary = (r: object): object => {
+  const v = r as {
+    repository?: string
+    dry_run?: boolean
+    backups_total?: number
+    kept?: ReadonlyArray<{ backup_id: string }>
+    deleted?: ReadonlyArray<{ backup_id: string }>
+    damaged?: ReadonlyArray<unknown>
+    manifests_deleted?: number
+    sweep?: { status: string; blocks_to_delete: number; bytes_to_reclaim: number; blocks_deleted: number; bytes_reclaimed: number }
+  }
+  if (!Array.isArray(v.kept) || !Array.isArray(v.deleted) || v.sweep === undefined) return r
+  return {
+    repository: v.repository,
+    dry_run: v.dry_run,
+    backups_total: v.backups_total,
+    backups_kept: v.kept.length,
+    backups_deleted: v.deleted.length,
+    deleted: v.deleted.map((d) => d.backup_id).join(", "),
+    damaged: v.damaged?.length ?? 0,
+    manifests_deleted: v.manifests_deleted,
+    sweep: v.sweep.status,
+    blocks_to_delete: v.sweep.blocks_to_delete,
+    bytes_to_reclaim: v.sweep.bytes_to_reclaim,
+    blocks_deleted: v.sweep.blocks_deleted,
+    bytes_reclaimed: v.sweep.bytes_reclaimed,
+  }
+}
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`
 
@@ -563,15 +593,8 @@ class Session {
 
   private vacuum(s: Ast.VacuumBackups) {
     return Effect.gen({ self: this }, function* () {
-      const vacuum = this.options.vacuum
-      if (vacuum === undefined) {
-        return yield* this.errorAt(
-          s.span,
-          "NotAvailable",
-          "VACUUM BACKUPS is not available in this build of bendsave (its vacuum workflow is not included)",
-          "use a bendsave build with the vacuum workflow",
-        )
-      }
+      const vacuum = this.options.vacuum ?? vacuumWorkflow
+      const onProgress = this.options.onProgress
       const repo = yield* this.openRepository(s.repository)
       const o = s.options
       const r = yield* vacuum({
@@ -586,8 +609,15 @@ class Session {
           ...(o.KEEP_MONTHLY !== undefined ? { keepMonthly: o.KEEP_MONTHLY } : {}),
         },
         dryRun: s.dryRun,
+        ...(onProgress === undefined
+          ? {}
+          : { onProgress: (p) => onProgress({ label: `vacuum ${p.phase}`, filesDone: p.done, bytesDone: 0, filesTotal: p.total }) }),
       })
-      return recordResult(s.dryRun ? `DRY RUN: vacuum plan for ${repo.location} (nothing was deleted)` : `vacuumed ${repo.location}`, r)
+      return recordResult(
+        s.dryRun ? `DRY RUN: vacuum plan for ${repo.location} (nothing was deleted)` : `vacuumed ${repo.location}`,
+        vacuumSummary(r),
+        r,
+      )
     })
   }
 

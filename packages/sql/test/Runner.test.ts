@@ -378,15 +378,12 @@ describe("runner: failures and VACUUM", () => {
     }),
   )
 
-  it.live("VACUUM BACKUPS: not available without the workflow; with it, the options and DRY RUN reach it", () =>
+  it.live("VACUUM BACKUPS: the options and DRY RUN reach the workflow as its policy", () =>
     Effect.gen(function* () {
       const dir = yield* Effect.promise(tempDir)
       yield* Effect.promise(() => writeCluster(dir, "prod", { files: { "f.bin": "f" } }))
       const script =
         "ATTACH CLUSTER 'prod.toml' AS prod; BACKUP CLUSTER prod TO 'r'; VACUUM BACKUPS IN 'r' WITH (MAX_BACKUPS = 5, MIN_BACKUPS = 2, KEEP_WEEKLY = 3) DRY RUN"
-      const without = yield* run(script, { baseDir: dir })
-      expect(errorOf(without[2]).reason).toBe("NotAvailable")
-      expect(errorOf(without[2]).detail).toContain("not available in this build")
       const requests: Array<VacuumRequest> = []
       const withVacuum = yield* run(script, {
         baseDir: dir,
@@ -402,5 +399,46 @@ describe("runner: failures and VACUUM", () => {
       expect(requests[0].dryRun).toBe(true)
       expect(requests[0].repo.location).toContain(dir)
     }),
+  )
+
+  it.live(
+    "VACUUM BACKUPS with core's vacuum: a policy that deletes nothing is refused in the statement's words; DRY RUN plans, then it deletes",
+    () =>
+      Effect.gen(function* () {
+        const dir = yield* Effect.promise(tempDir)
+        yield* Effect.promise(() => writeCluster(dir, "prod", { files: { "f.bin": "f" } }))
+        const first = yield* run("ATTACH CLUSTER 'prod.toml' AS prod; BACKUP CLUSTER prod TO 'r'", { baseDir: dir })
+        expect(first.map((o) => o.ok)).toEqual([true, true])
+        // Backup ids are seconds: the second backup needs a later second.
+        yield* Effect.sleep("1100 millis")
+        const outcomes = yield* run(
+          `ATTACH CLUSTER 'prod.toml' AS prod;
+         BACKUP CLUSTER prod TO 'r';
+         VACUUM BACKUPS IN 'r' WITH (MIN_BACKUPS = 1);
+         VACUUM BACKUPS IN 'r' WITH (MAX_BACKUPS = 1) DRY RUN;
+         SHOW BACKUPS IN 'r';
+         VACUUM BACKUPS IN 'r' WITH (MAX_BACKUPS = 1);
+         SHOW BACKUPS IN 'r'`,
+          { baseDir: dir, continueOnError: true },
+        )
+        expect(outcomes.map((o) => o.ok)).toEqual([true, true, false, true, true, true, true])
+        const refused = errorOf(outcomes[2]) as unknown as { _tag: string; detail: string; fix: string }
+        expect(refused._tag).toBe("VacuumError")
+        expect(refused.detail).toBe("MIN_BACKUPS only protects backups; nothing says which to delete")
+        expect(refused.fix).toContain("RETENTION_DAYS N")
+        expect(refused.fix).not.toContain("--")
+        const plan = outcomes[3].ok ? outcomes[3].result : undefined
+        const oldest = outcomes[0].ok && first[1].ok ? (first[1].result.value as { backup_id: string }).backup_id : ""
+        expect(plan?.rows[0]).toMatchObject({ dry_run: true, backups_total: 2, backups_kept: 1, backups_deleted: 1, deleted: oldest })
+        expect(outcomes[4].ok ? outcomes[4].result.rows.length : -1).toBe(2)
+        expect(outcomes[5].ok ? outcomes[5].result.rows[0] : undefined).toMatchObject({
+          dry_run: false,
+          backups_deleted: 1,
+          manifests_deleted: 1,
+        })
+        const left = outcomes[6].ok ? outcomes[6].result.rows.map((r) => r.backup_id) : []
+        expect(left).toHaveLength(1)
+        expect(left).not.toContain(oldest)
+      }),
   )
 })
