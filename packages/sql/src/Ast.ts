@@ -107,6 +107,45 @@ export interface VacuumBackups extends Base {
   readonly dryRun: boolean
 }
 
+/** What a REPLICATE statement covers: the names are in the source cluster (named after FROM). */
+export type ReplicateScope =
+  | { readonly kind: "cluster" }
+  | { readonly kind: "database"; readonly database: Name }
+  | { readonly kind: "table"; readonly table: Name }
+
+/** The options of REPLICATE, those of the `replicate` verb's flags. */
+export const REPLICATE_OPTIONS = ["MAX_DELETE", "DELETE", "BANDWIDTH_LIMIT", "PARALLELISM"] as const
+export type ReplicateOption = (typeof REPLICATE_OPTIONS)[number]
+
+/** The options given (checked by the parser: whole numbers in range, a known DELETE mode, a readable rate). */
+export interface ReplicateOptions {
+  /** `MAX_DELETE = n`: stop a round that would delete more than n files or n meta keys (`--max-delete`). */
+  readonly maxDelete?: number
+  /** `DELETE = 'MIRROR' | 'KEEP'` (`--delete`). */
+  readonly deleteMode?: "mirror" | "keep"
+  /** `BANDWIDTH_LIMIT = '100MiB/s'`, in bytes per second (`--bandwidth-limit`). */
+  readonly bandwidthLimit?: number
+  /** `PARALLELISM = n`: files copied at once (`--parallelism`). */
+  readonly parallelism?: number
+}
+
+/** `REPLICATE {CLUSTER | DATABASE db | TABLE db.t} FROM a TO b [VIA '<repo>'] [WITH (...)] [DRY RUN]` */
+export interface Replicate extends Base {
+  readonly kind: "Replicate"
+  readonly scope: ReplicateScope
+  readonly source: Name
+  readonly target: Name
+  readonly via?: Str
+  readonly options: ReplicateOptions
+  readonly dryRun: boolean
+}
+
+/** `SHOW REPLICATION STATUS [FOR cluster]` */
+export interface ShowReplicationStatus extends Base {
+  readonly kind: "ShowReplicationStatus"
+  readonly target?: Name
+}
+
 /** Where a clone's source comes from: a live table (optionally at a snapshot version) or a backup. */
 export type CloneSourcePoint =
   | { readonly kind: "live"; readonly version?: number }
@@ -169,6 +208,8 @@ export type Statement =
   | ShowBackups
   | Restore
   | VacuumBackups
+  | Replicate
+  | ShowReplicationStatus
   | CreateClone
   | DropTable
   | ShowDatabases

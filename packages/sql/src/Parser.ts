@@ -11,9 +11,10 @@
  * fails is listed. After an error the parser skips to the next `;` and goes on,
  * so one run reports every syntax error of a script.
  */
+import { parseByteRate } from "@bendsave/core"
 import * as Schema from "effect/Schema"
 import type * as Ast from "./Ast.ts"
-import { VACUUM_OPTIONS, type VacuumOption } from "./Ast.ts"
+import { REPLICATE_OPTIONS, VACUUM_OPTIONS, type VacuumOption } from "./Ast.ts"
 import { type LexError, type Token, tokenize } from "./Lexer.ts"
 import { closest } from "./Suggest.ts"
 
@@ -52,11 +53,13 @@ export const STATEMENT_SYNTAX: Record<string, string> = {
   DETACH: "DETACH CLUSTER <name>",
   USE: "USE <cluster>",
   BACKUP: "BACKUP CLUSTER <cluster> TO '<repository>' [DRY RUN]",
-  SHOW: "SHOW BACKUPS IN '<repository>' | SHOW DATABASES [IN <cluster>] | SHOW TABLES [IN [<cluster>.]<db>] | SHOW CLONES [OF [<cluster>.]<db>.<table>]",
+  SHOW: "SHOW BACKUPS IN '<repository>' | SHOW DATABASES [IN <cluster>] | SHOW TABLES [IN [<cluster>.]<db>] | SHOW CLONES [OF [<cluster>.]<db>.<table>] | SHOW REPLICATION STATUS [FOR <cluster>]",
   RESTORE:
     "RESTORE {CLUSTER | DATABASE <db> | TABLE <db>.<table> [AS <db>.<table>]} FROM '<repository>' [AT BACKUP '<id>' | AT TIMESTAMP '<time>'] TO <cluster> [DRY RUN]",
   VACUUM:
     "VACUUM BACKUPS IN '<repository>' [WITH (RETENTION_DAYS = n, MIN_RETENTION_DAYS = n, MAX_BACKUPS = n, MIN_BACKUPS = n, KEEP_DAILY = n, KEEP_WEEKLY = n, KEEP_MONTHLY = n)] [DRY RUN]",
+  REPLICATE:
+    "REPLICATE {CLUSTER | DATABASE <db> | TABLE <db>.<table>} FROM <cluster> TO <cluster> [VIA '<repository>'] [WITH (MAX_DELETE = n, DELETE = 'MIRROR' | 'KEEP', BANDWIDTH_LIMIT = '100MiB/s', PARALLELISM = n)] [DRY RUN]",
   CREATE:
     "CREATE [OR REPLACE] {TABLE | DATABASE} [IF NOT EXISTS] <target> [SHALLOW | DEEP] CLONE <source> [AT BACKUP '<id>' | AT TIMESTAMP '<time>' | VERSION AS OF n] [FROM '<repository>'] [DRY RUN]",
   DROP: "DROP TABLE [IF EXISTS] [<cluster>.]<db>.<table> [PURGE] [DRY RUN]",
@@ -115,6 +118,13 @@ const NAME_ROLES = {
     form: "<db> (the backup holds one cluster; the target cluster is named after TO)",
   },
   backupTable: { min: 2, max: 2, what: "a table in a backup", form: "<db>.<table> (the backup holds one cluster)" },
+  replicatedDatabase: {
+    min: 1,
+    max: 1,
+    what: "a database to replicate",
+    form: "<db> (the clusters are named after FROM and TO)",
+  },
+  replicatedTable: { min: 2, max: 2, what: "a table to replicate", form: "<db>.<table> (the clusters are named after FROM and TO)" },
 } as const
 type NameRole = keyof typeof NAME_ROLES
 
@@ -349,7 +359,7 @@ class Parser {
     return { ...body, text: this.source.slice(span.offset, span.offset + span.length), span }
   }
 
-  /** statement := attach | detach | use | backup | show | restore | vacuum | create | drop | describe */
+  /** statement := attach | detach | use | backup | show | restore | vacuum | replicate | create | drop | describe */
   private statementBody(): Body<Ast.Statement> {
     const t = this.tok()
     for (const keyword of STATEMENT_KEYWORDS) {
@@ -369,6 +379,8 @@ class Parser {
             return this.restore()
           case "VACUUM":
             return this.vacuum()
+          case "REPLICATE":
+            return this.replicate()
           case "CREATE":
             return this.create()
           case "DROP":
@@ -421,8 +433,8 @@ class Parser {
     return { kind: "Backup", cluster, repository, dryRun: this.dryRun() }
   }
 
-  /** show := SHOW (BACKUPS IN string | DATABASES [IN name] | TABLES [IN name] | CLONES [OF name]) */
-  private show(): Body<Ast.ShowBackups | Ast.ShowDatabases | Ast.ShowTables | Ast.ShowClones> {
+  /** show := SHOW (BACKUPS IN string | DATABASES [IN name] | TABLES [IN name] | CLONES [OF name] | REPLICATION STATUS [FOR name]) */
+  private show(): Body<Ast.ShowBackups | Ast.ShowDatabases | Ast.ShowTables | Ast.ShowClones | Ast.ShowReplicationStatus> {
     if (this.acceptKeyword("BACKUPS")) {
       this.expectKeyword("IN")
       return { kind: "ShowBackups", repository: this.string("a repository ('./backups', 's3://bucket/prefix')") }
@@ -435,6 +447,10 @@ class Parser {
     }
     if (this.acceptKeyword("CLONES")) {
       return this.acceptKeyword("OF") ? { kind: "ShowClones", of: this.name("table") } : { kind: "ShowClones" }
+    }
+    if (this.acceptKeyword("REPLICATION", "REPLICATION STATUS")) {
+      this.expectKeyword("STATUS")
+      return this.acceptKeyword("FOR") ? { kind: "ShowReplicationStatus", target: this.name("cluster") } : { kind: "ShowReplicationStatus" }
     }
     throw this.fail(STATEMENT_SYNTAX.SHOW)
   }
@@ -462,29 +478,120 @@ class Parser {
     this.expectKeyword("IN")
     const repository = this.string("a repository ('./backups', 's3://bucket/prefix')")
     const options: Partial<Record<VacuumOption, number>> = {}
-    const known = `the options are ${listOf([...VACUUM_OPTIONS])}`
     if (this.acceptKeyword("WITH")) {
-      this.expectPunct("(")
-      do {
-        const t = this.tok()
-        if (t.kind !== "word" && t.kind !== "quoted") {
-          this.note("an option name")
-          throw this.fail(known)
-        }
-        const upper = t.value.toUpperCase()
-        if (!(VACUUM_OPTIONS as ReadonlyArray<string>).includes(upper)) {
-          const near = closest(upper, VACUUM_OPTIONS)
-          throw this.failAt(t, `unknown option '${t.value}'${near !== undefined ? `; did you mean ${near}?` : ""}`, known)
-        }
-        const option = upper as VacuumOption
-        if (options[option] !== undefined) throw this.failAt(t, `option ${option} is given twice`, "give each option once")
-        this.i++
-        this.expectPunct("=")
+      this.optionList(VACUUM_OPTIONS, (option) => {
         options[option] = this.number("a whole number").value
-      } while (this.acceptPunct(","))
-      this.expectPunct(")")
+      })
     }
     return { kind: "VacuumBackups", repository, options, dryRun: this.dryRun() }
+  }
+
+  /**
+   * options := '(' option (',' option)* ')'   option := name '=' value   (WITH already consumed)
+   * Each name is one of `names` (a misspelt one gets a "did you mean"), given once; `value` parses its value.
+   */
+  private optionList<O extends string>(names: ReadonlyArray<O>, value: (option: O, name: Token) => void): void {
+    const known = `the options are ${listOf([...names])}`
+    const seen = new Set<string>()
+    this.expectPunct("(")
+    do {
+      const t = this.tok()
+      if (t.kind !== "word" && t.kind !== "quoted") {
+        this.note("an option name")
+        throw this.fail(known)
+      }
+      const upper = t.value.toUpperCase()
+      if (!(names as ReadonlyArray<string>).includes(upper)) {
+        const near = closest(upper, names)
+        throw this.failAt(t, `unknown option '${t.value}'${near !== undefined ? `; did you mean ${near}?` : ""}`, known)
+      }
+      if (seen.has(upper)) throw this.failAt(t, `option ${upper} is given twice`, "give each option once")
+      seen.add(upper)
+      this.i++
+      this.expectPunct("=")
+      value(upper as O, t)
+    } while (this.acceptPunct(","))
+    this.expectPunct(")")
+  }
+
+  /**
+   * replicate := REPLICATE (CLUSTER | DATABASE name | TABLE name) FROM name TO name [VIA string]
+   *              [WITH '(' option (',' option)* ')'] [DRY RUN]
+   * option := MAX_DELETE '=' number | DELETE '=' string | BANDWIDTH_LIMIT '=' (string | number) | PARALLELISM '=' number
+   */
+  private replicate(): Body<Ast.Replicate> {
+    let scope: Ast.ReplicateScope
+    if (this.acceptKeyword("CLUSTER")) scope = { kind: "cluster" }
+    else if (this.acceptKeyword("DATABASE")) scope = { kind: "database", database: this.name("replicatedDatabase") }
+    else if (this.acceptKeyword("TABLE")) scope = { kind: "table", table: this.name("replicatedTable") }
+    else throw this.fail(STATEMENT_SYNTAX.REPLICATE)
+    this.expectKeyword("FROM")
+    const source = this.name("cluster")
+    this.expectKeyword("TO")
+    const target = this.name("cluster")
+    if (target.parts[0] === source.parts[0]) {
+      throw this.failAt(
+        target.span,
+        `FROM and TO name the same cluster '${source.parts[0]}': a cluster cannot be replicated onto itself`,
+        `replicate to another attached cluster (the standby): REPLICATE ... FROM ${source.parts[0]} TO <standby>`,
+      )
+    }
+    const via = this.acceptKeyword("VIA") ? this.string("a repository ('./backups', 's3://bucket/prefix')") : undefined
+    const options: {
+      maxDelete?: number
+      deleteMode?: "mirror" | "keep"
+      bandwidthLimit?: number
+      parallelism?: number
+    } = {}
+    if (this.acceptKeyword("WITH")) {
+      this.optionList(REPLICATE_OPTIONS, (option) => {
+        switch (option) {
+          case "MAX_DELETE":
+            options.maxDelete = this.number("a whole number").value
+            return
+          case "PARALLELISM": {
+            const n = this.number("a whole number")
+            if (n.value < 1)
+              throw this.failAt(n.token, "PARALLELISM must be at least 1", "write PARALLELISM = 8 (files copied at once; 8 is the default)")
+            options.parallelism = n.value
+            return
+          }
+          case "DELETE": {
+            const mode = this.string("'MIRROR' or 'KEEP'")
+            const upper = mode.value.toUpperCase()
+            if (upper !== "MIRROR" && upper !== "KEEP") {
+              const near = closest(upper, ["MIRROR", "KEEP"])
+              throw this.failAt(
+                mode.span,
+                `'${mode.value}' is not a DELETE mode${near !== undefined ? `; did you mean '${near}'?` : ""}`,
+                "write DELETE = 'MIRROR' (delete on the target what the source deleted; the default) or DELETE = 'KEEP' (never delete)",
+              )
+            }
+            options.deleteMode = upper === "MIRROR" ? "mirror" : "keep"
+            return
+          }
+          case "BANDWIDTH_LIMIT": {
+            const t = this.tok()
+            if (t.kind !== "string" && t.kind !== "number") {
+              this.note("a rate ('100MiB/s')")
+              throw this.fail("write the bytes per second in single quotes, e.g. BANDWIDTH_LIMIT = '100MiB/s' or '500k'")
+            }
+            const rate = parseByteRate(t.value)
+            if (rate === undefined) {
+              throw this.failAt(
+                t,
+                `'${t.value}' is not a rate`,
+                "write bytes per second (at least 1), e.g. BANDWIDTH_LIMIT = '100MiB/s', '500k' or '1048576'",
+              )
+            }
+            this.i++
+            options.bandwidthLimit = rate
+            return
+          }
+        }
+      })
+    }
+    return { kind: "Replicate", scope, source, target, ...(via !== undefined ? { via } : {}), options, dryRun: this.dryRun() }
   }
 
   /**

@@ -2,7 +2,9 @@
  * Runner: executes parsed statements, one after the other, with the
  * workflows of `@bendsave/core` (BACKUP, SHOW BACKUPS, RESTORE CLUSTER) and of
  * `@bendsave/clone` (CLONE, DROP, SHOW DATABASES / TABLES / CLONES, DESCRIBE,
- * RESTORE DATABASE / TABLE), passed in as a `CloneApi`.
+ * RESTORE DATABASE / TABLE), passed in as a `CloneApi`, and of
+ * `@bendsave/replicate` (REPLICATE, SHOW REPLICATION STATUS), passed in as a
+ * `ReplicationApi`.
  *
  * A statement executes unless it says `DRY RUN` (then it only plans and
  * changes nothing). The run stops at the first failing statement unless
@@ -44,6 +46,7 @@ import {
   readManifest,
   restore,
 } from "@bendsave/core"
+import { parseScope, type ReplicationRoundResult } from "@bendsave/replicate"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -53,6 +56,7 @@ import * as Stream from "effect/Stream"
 import type * as Ast from "./Ast.ts"
 import { type CloneApi, type CloneResult, cloneWorkflows, type TableRef, type VacuumWorkflow, vacuumWorkflow } from "./CloneApi.ts"
 import { excerpt } from "./Parser.ts"
+import { type ReplicationApi, replicationWorkflows } from "./ReplicationApi.ts"
 import { closest } from "./Suggest.ts"
 
 /** A statement that cannot run as written (names, clusters, backups); nothing was changed. */
@@ -64,6 +68,7 @@ export class SqlError extends Schema.TaggedError<SqlError>()("SqlError", {
     "AlreadyAttached",
     "NoClusterFile",
     "NoBackup",
+    "BadName",
     "NotAvailable",
     "Internal",
   ]),
@@ -113,11 +118,13 @@ export interface RunOptions {
   readonly clone?: CloneApi
   /** The vacuum workflow (default: core's `vacuum`). */
   readonly vacuum?: VacuumWorkflow
+  /** The replication round and status (default: `@bendsave/replicate`). */
+  readonly replication?: ReplicationApi
   /** Run the remaining statements after a failure (the run still reports it). */
   readonly continueOnError?: boolean
   /** Called after each statement (the CLI prints results as they come). */
   readonly onOutcome?: (outcome: Outcome) => Effect.Effect<void>
-  /** Progress of long statements (BACKUP, RESTORE CLUSTER, VACUUM BACKUPS), for a progress bar. */
+  /** Progress of long statements (BACKUP, RESTORE CLUSTER, VACUUM BACKUPS, REPLICATE), for a progress bar. */
   readonly onProgress?: (progress: StatementProgress) => void
 }
 
@@ -208,6 +215,64 @@ const vacuumSummary = (r: object): object => {
   }
 }
 
+/** The columns of a REPLICATE round (what moved) and of a plan (what would). */
+const ROUND_COLUMNS = [
+  "stream",
+  "round",
+  "status",
+  "source_revision",
+  "source_time",
+  "files_total",
+  "files_copied",
+  "bytes_copied",
+  "files_unchanged",
+  "files_deleted",
+  "keys_added",
+  "keys_changed",
+  "keys_removed",
+  "duration_ms",
+]
+
+/** One row of a REPLICATE round: what moved (or, in a DRY RUN, what would), the point it replicated, how long it took. */
+const roundRow = (r: ReplicationRoundResult): object =>
+  r.dry_run
+    ? {
+        stream: r.stream,
+        status: "dry run",
+        source_revision: r.source_revision,
+        files_total: r.files_total,
+        bytes_total: r.bytes_total,
+        files_to_copy: r.files_to_copy,
+        bytes_to_copy: r.bytes_to_copy,
+        files_unchanged: r.files_unchanged,
+        files_to_delete: r.files_to_delete,
+        keys_to_add: r.keys_added,
+        keys_to_change: r.keys_changed,
+        keys_to_remove: r.keys_removed,
+        delete_mode: r.delete_mode,
+        errors: r.errors.join("; "),
+      }
+    : {
+        stream: r.stream,
+        round: r.round,
+        status: r.outcome,
+        source_revision: r.source_revision,
+        source_time: r.source_time,
+        files_total: r.files_total,
+        files_copied: r.files_copied,
+        bytes_copied: r.bytes_copied,
+        files_unchanged: r.files_unchanged,
+        files_resumed: r.files_resumed,
+        files_deleted: r.files_deleted,
+        keys_total: r.keys_total,
+        keys_added: r.keys_added,
+        keys_changed: r.keys_changed,
+        keys_removed: r.keys_removed,
+        ...(r.backup_id !== null ? { backup_id: r.backup_id, via: r.via } : {}),
+        duration_ms: r.duration_ms,
+        errors: r.errors.join("; "),
+      }
+
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`
 
 /** One script run: the attached clusters and the default cluster. */
@@ -216,10 +281,12 @@ class Session {
   current: string | undefined
   readonly options: RunOptions
   readonly clone: CloneApi
+  readonly replication: ReplicationApi
 
   constructor(options: RunOptions) {
     this.options = options
     this.clone = options.clone ?? cloneWorkflows
+    this.replication = options.replication ?? replicationWorkflows
   }
 
   // names ------------------------------------------------------------------------------------------
@@ -379,6 +446,10 @@ class Session {
         return this.restore(statement)
       case "VacuumBackups":
         return this.vacuum(statement)
+      case "Replicate":
+        return this.replicate(statement)
+      case "ShowReplicationStatus":
+        return this.showReplicationStatus(statement)
       case "CreateClone":
         return this.createClone(statement)
       case "DropTable":
@@ -617,6 +688,102 @@ class Session {
         s.dryRun ? `DRY RUN: vacuum plan for ${repo.location} (nothing was deleted)` : `vacuumed ${repo.location}`,
         vacuumSummary(r),
         r,
+      )
+    })
+  }
+
+  private replicate(s: Ast.Replicate) {
+    return Effect.gen({ self: this }, function* () {
+      const from = yield* this.clusterOf(s.source)
+      const to = yield* this.clusterOf(s.target)
+      const named = s.scope
+      const scope = parseScope(
+        named.kind === "database"
+          ? { database: named.database.parts[0] }
+          : named.kind === "table"
+            ? { table: named.table.parts.join(".") }
+            : {},
+      )
+      if (!("kind" in scope)) {
+        const name = named.kind === "database" ? named.database : named.kind === "table" ? named.table : s.target
+        return yield* this.errorAt(
+          name.span,
+          "BadName",
+          `'${this.written(name)}' is not a ${named.kind} of the table layout: ${scope.detail}`,
+          named.kind === "table"
+            ? "e.g. REPLICATE TABLE sales.orders FROM prod TO standby"
+            : "e.g. REPLICATE DATABASE sales FROM prod TO standby",
+        )
+      }
+      const source = yield* this.open(from)
+      // The target may be a new, empty cluster: a round creates its directories, a DRY RUN looks at it as it is.
+      const target = yield* this.openTarget(to, s.dryRun)
+      const via = s.via !== undefined && !s.dryRun ? yield* this.openRepository(s.via, true) : undefined
+      const o = s.options
+      const onProgress = this.options.onProgress
+      const r = yield* this.replication.round(source, target, {
+        scope,
+        ...(via !== undefined ? { via } : {}),
+        ...(o.maxDelete !== undefined ? { maxDelete: o.maxDelete } : {}),
+        deleteMode: o.deleteMode ?? "mirror",
+        ...(o.parallelism !== undefined ? { parallelism: o.parallelism } : {}),
+        ...(o.bandwidthLimit !== undefined ? { bandwidthLimit: o.bandwidthLimit } : {}),
+        dryRun: s.dryRun,
+        ...(onProgress === undefined ? {} : { onProgress: (p) => onProgress({ ...p, label: `replicate ${p.phase}` }) }),
+      })
+      const what = `the ${r.scope} of ${from.alias} to ${to.alias}`
+      return recordResult(
+        r.dry_run
+          ? `DRY RUN: replication plan of ${what} (nothing was changed)`
+          : `replicated ${what}: round ${r.round}, source revision ${r.source_revision}, ${plural(r.files_copied, "file")} copied, ${plural(r.files_deleted, "file")} deleted, ${plural(r.keys_added + r.keys_changed + r.keys_removed, "key")} changed`,
+        roundRow(r),
+        r,
+        ROUND_COLUMNS,
+      )
+    })
+  }
+
+  private showReplicationStatus(s: Ast.ShowReplicationStatus) {
+    return Effect.gen({ self: this }, function* () {
+      const clusters = s.target !== undefined ? [yield* this.clusterOf(s.target)] : yield* this.listed()
+      const rows: Array<object> = []
+      const results: Array<{ cluster: string; target: string; streams: ReadonlyArray<unknown> }> = []
+      for (const attached of clusters) {
+        // Read only: a cluster that was never a target (or does not exist yet) has no replication.
+        const opened = attached.opened ?? (yield* openRestoreTarget(attached.config, { create: false }))
+        const status = yield* this.replication.status(opened)
+        results.push({ cluster: attached.alias, ...status })
+        for (const st of status.streams) {
+          const ok = st.last_success
+          const last = st.last_round
+          rows.push({
+            ...(clusters.length > 1 ? { cluster: attached.alias } : {}),
+            stream: st.stream,
+            source: st.source.name,
+            last_revision: ok?.source_revision ?? null,
+            replicated_at: ok?.source_time ?? null,
+            lag: st.lag,
+            lag_ms: st.lag_ms,
+            last_round: last.round,
+            outcome: last.outcome,
+            running: st.running === null ? null : `${st.running.operation} (${st.running.holder}, since ${st.running.since})`,
+            files_copied: last.files_copied,
+            bytes_copied: last.bytes_copied,
+            files_deleted: last.files_deleted,
+            keys_added: last.keys_added,
+            keys_changed: last.keys_changed,
+            keys_removed: last.keys_removed,
+            duration_ms: last.duration_ms,
+            errors: last.errors.join("; "),
+          })
+        }
+      }
+      const where = clusters.map((c) => c.alias).join(", ")
+      return rowsResult(
+        rows.length === 0 ? `no replication has run into ${where}` : `${plural(rows.length, "replication stream")} into ${where}`,
+        rows,
+        s.target !== undefined ? results[0] : results,
+        ["cluster", "stream", "source", "last_revision", "replicated_at", "lag"],
       )
     })
   }

@@ -4,9 +4,10 @@
  * caret); `runStatements` executes them with the core and clone workflows.
  */
 export type * as Ast from "./Ast.ts"
-export { VACUUM_OPTIONS, type VacuumOption } from "./Ast.ts"
+export { REPLICATE_OPTIONS, type ReplicateOption, VACUUM_OPTIONS, type VacuumOption } from "./Ast.ts"
 export * from "./CloneApi.ts"
 export { type LexError, type Token, tokenize } from "./Lexer.ts"
 export { excerpt, type ParseResult, parseScript, SqlSyntaxError, STATEMENT_KEYWORDS, STATEMENT_SYNTAX } from "./Parser.ts"
+export * from "./ReplicationApi.ts"
 export * from "./Runner.ts"
 export { closest, editDistance } from "./Suggest.ts"

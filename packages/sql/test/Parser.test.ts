@@ -124,6 +124,43 @@ describe("statements", () => {
     expect(one("VACUUM BACKUPS IN './r'")).toEqual({ kind: "VacuumBackups", repository: s("./r"), options: {}, dryRun: false })
   })
 
+  it("REPLICATE CLUSTER / DATABASE / TABLE FROM ... TO ... [VIA] [WITH (...)] [DRY RUN]", () => {
+    expect(one("REPLICATE CLUSTER FROM prod TO standby")).toEqual({
+      kind: "Replicate",
+      scope: { kind: "cluster" },
+      source: n("prod"),
+      target: n("standby"),
+      options: {},
+      dryRun: false,
+    })
+    expect(
+      one(
+        "replicate database Sales from prod to standby via './r' with (max_delete = 0, DELETE = 'keep', BANDWIDTH_LIMIT = '100MiB/s', PARALLELISM = 4) dry run",
+      ),
+    ).toEqual({
+      kind: "Replicate",
+      scope: { kind: "database", database: n("sales") },
+      source: n("prod"),
+      target: n("standby"),
+      via: s("./r"),
+      options: { maxDelete: 0, deleteMode: "keep", bandwidthLimit: 100 * 1024 * 1024, parallelism: 4 },
+      dryRun: true,
+    })
+    expect(one("REPLICATE TABLE sales.orders FROM prod TO standby WITH (DELETE = 'MIRROR', BANDWIDTH_LIMIT = 2048)")).toEqual({
+      kind: "Replicate",
+      scope: { kind: "table", table: n("sales", "orders") },
+      source: n("prod"),
+      target: n("standby"),
+      options: { deleteMode: "mirror", bandwidthLimit: 2048 },
+      dryRun: false,
+    })
+  })
+
+  it("SHOW REPLICATION STATUS [FOR cluster]", () => {
+    expect(one("SHOW REPLICATION STATUS")).toEqual({ kind: "ShowReplicationStatus" })
+    expect(one("show replication status for Standby")).toEqual({ kind: "ShowReplicationStatus", target: n("standby") })
+  })
+
   it("CREATE TABLE ... CLONE: DEEP by default, SHALLOW, OR REPLACE, IF NOT EXISTS, VERSION AS OF", () => {
     expect(one("CREATE TABLE sales.o2 CLONE sales.orders")).toEqual({
       kind: "CreateClone",
@@ -248,7 +285,7 @@ describe("syntax errors: line, column, caret, expected and found", () => {
     expect(dry.column).toBe(36)
     const tabel = errorOf("RESTORE TABEL db.t FROM './r' TO prod")
     expect(tabel.detail).toBe("expected CLUSTER, DATABASE or TABLE, found 'TABEL'; did you mean TABLE?")
-    expect(errorOf("SHOW CLONE").detail).toBe("expected BACKUPS, DATABASES, TABLES or CLONES, found 'CLONE'; did you mean CLONES?")
+    expect(errorOf("SHOW CLONE").detail).toBe("expected BACKUPS, DATABASES, TABLES, CLONES or REPLICATION STATUS, found 'CLONE'; did you mean CLONES?")
   })
 
   it("the end of input: caret just after the last character", () => {
@@ -343,6 +380,71 @@ describe("syntax errors: line, column, caret, expected and found", () => {
     expect(value.detail).toBe("expected a whole number, found string 'five'")
     expect(errorOf("VACUUM BACKUPS IN './r' WITH (MAX_BACKUPS = 5").detail).toBe("expected ',' or ')', found end of input")
     expect(errorOf("VACUUM BACKUPS IN './r' WITH MAX_BACKUPS = 5").detail).toBe("expected '(', found 'MAX_BACKUPS'")
+  })
+
+  it("REPLICATE: the scope, FROM and TO, names with the wrong parts, one cluster onto itself", () => {
+    const scope = errorOf("REPLICATE CLUSTERS FROM prod TO standby")
+    expect(scope.detail).toBe("expected CLUSTER, DATABASE or TABLE, found 'CLUSTERS'; did you mean CLUSTER?")
+    expect(scope.column).toBe(11)
+    expect(scope.fix).toContain("REPLICATE {CLUSTER | DATABASE <db> | TABLE <db>.<table>} FROM <cluster> TO <cluster>")
+    const into = errorOf("REPLICATE CLUSTER FROM prod INTO standby")
+    expect([into.detail, into.column]).toEqual(["expected TO, found 'INTO'", 29])
+    expect(into.excerpt).toBe("1 | REPLICATE CLUSTER FROM prod INTO standby\n  |                             ^^^^")
+    const file = errorOf("REPLICATE CLUSTER FROM 'prod.toml' TO standby")
+    expect(file.detail).toBe("expected a cluster name, found string 'prod.toml'")
+    expect(file.fix).toBe("attach the cluster file first and use its name: ATTACH CLUSTER 'prod.toml' AS <name>;")
+    const table = errorOf("REPLICATE TABLE orders FROM prod TO standby")
+    expect([table.detail, table.column]).toEqual([
+      "'orders' is not a table to replicate name: write <db>.<table> (the clusters are named after FROM and TO)",
+      17,
+    ])
+    const db = errorOf("REPLICATE DATABASE prod.sales FROM prod TO standby")
+    expect(db.detail).toBe("'prod.sales' is not a database to replicate name: write <db> (the clusters are named after FROM and TO)")
+    expect(db.excerpt).toBe("1 | REPLICATE DATABASE prod.sales FROM prod TO standby\n  |                    ^^^^^^^^^^")
+    const self = errorOf("REPLICATE CLUSTER FROM prod TO PROD")
+    expect([self.detail, self.column]).toEqual([
+      "FROM and TO name the same cluster 'prod': a cluster cannot be replicated onto itself",
+      32,
+    ])
+    expect(self.fix).toContain("REPLICATE ... FROM prod TO <standby>")
+    const end = errorOf("REPLICATE CLUSTER FROM prod TO standby DRYRUN")
+    expect(end.detail).toBe("expected VIA, WITH, DRY RUN or ';', found 'DRYRUN'; did you mean DRY RUN?")
+    const via = errorOf("REPLICATE CLUSTER FROM prod TO standby VIA backups")
+    expect(via.detail).toBe("expected a repository ('./backups', 's3://bucket/prefix'), found 'backups'")
+    expect(via.fix).toContain("in single quotes, e.g. 'backups'")
+    expect(errorOf("SHOW REPLICATION STATE").detail).toBe("expected STATUS, found 'STATE'; did you mean STATUS?")
+    expect(errorOf("SHOW REPLICATION STATUS FOR 'standby.toml'").fix).toContain("ATTACH CLUSTER 'standby.toml' AS <name>")
+    expect(errorOf("SHOW REPLICATON STATUS").detail).toBe(
+      "expected BACKUPS, DATABASES, TABLES, CLONES or REPLICATION STATUS, found 'REPLICATON'; did you mean REPLICATION STATUS?",
+    )
+  })
+
+  it("REPLICATE options: unknown (did-you-mean), twice, values checked with the caret under the value", () => {
+    const unknown = errorOf("REPLICATE CLUSTER FROM a TO b WITH (MAX_DELETES = 3)")
+    expect([unknown.detail, unknown.column]).toEqual(["unknown option 'MAX_DELETES'; did you mean MAX_DELETE?", 37])
+    expect(unknown.fix).toBe("the options are MAX_DELETE, DELETE, BANDWIDTH_LIMIT or PARALLELISM")
+    expect(errorOf("REPLICATE CLUSTER FROM a TO b WITH (PARALELLISM = 3)").detail).toBe(
+      "unknown option 'PARALELLISM'; did you mean PARALLELISM?",
+    )
+    expect(errorOf("REPLICATE CLUSTER FROM a TO b WITH (DELETE = 'KEEP', delete = 'MIRROR')").detail).toBe("option DELETE is given twice")
+    const mode = errorOf("REPLICATE CLUSTER FROM a TO b WITH (DELETE = 'MIROR')")
+    expect([mode.detail, mode.column]).toEqual(["'MIROR' is not a DELETE mode; did you mean 'MIRROR'?", 46])
+    expect(mode.fix).toContain("DELETE = 'KEEP' (never delete)")
+    const bare = errorOf("REPLICATE CLUSTER FROM a TO b WITH (DELETE = KEEP)")
+    expect(bare.detail).toBe("expected 'MIRROR' or 'KEEP', found 'KEEP'")
+    expect(bare.fix).toContain("in single quotes, e.g. 'KEEP'")
+    const rate = errorOf("REPLICATE CLUSTER FROM a TO b WITH (BANDWIDTH_LIMIT = 'fast')")
+    expect([rate.detail, rate.column]).toEqual(["'fast' is not a rate", 55])
+    expect(rate.fix).toContain("'100MiB/s'")
+    expect(errorOf("REPLICATE CLUSTER FROM a TO b WITH (BANDWIDTH_LIMIT = 0)").detail).toBe("'0' is not a rate")
+    expect(errorOf("REPLICATE CLUSTER FROM a TO b WITH (BANDWIDTH_LIMIT = fast)").detail).toBe(
+      "expected a rate ('100MiB/s'), found 'fast'",
+    )
+    const par = errorOf("REPLICATE CLUSTER FROM a TO b WITH (PARALLELISM = 0)")
+    expect([par.detail, par.column]).toEqual(["PARALLELISM must be at least 1", 51])
+    expect(errorOf("REPLICATE CLUSTER FROM a TO b WITH (MAX_DELETE = 'ten')").detail).toBe("expected a whole number, found string 'ten'")
+    expect(errorOf("REPLICATE CLUSTER FROM a TO b WITH (MAX_DELETE = -1)").detail).toBe("unexpected character '-'")
+    expect(errorOf("REPLICATE CLUSTER FROM a TO b WITH (MAX_DELETE = 1").detail).toBe("expected ',' or ')', found end of input")
   })
 
   it("lexical errors: unexpected character, unterminated string / identifier / comment, digit-led names", () => {
