@@ -285,7 +285,9 @@ describe("syntax errors: line, column, caret, expected and found", () => {
     expect(dry.column).toBe(36)
     const tabel = errorOf("RESTORE TABEL db.t FROM './r' TO prod")
     expect(tabel.detail).toBe("expected CLUSTER, DATABASE or TABLE, found 'TABEL'; did you mean TABLE?")
-    expect(errorOf("SHOW CLONE").detail).toBe("expected BACKUPS, DATABASES, TABLES, CLONES or REPLICATION STATUS, found 'CLONE'; did you mean CLONES?")
+    expect(errorOf("SHOW CLONE").detail).toBe(
+      "expected BACKUPS, DATABASES, TABLES, CLONES or REPLICATION STATUS, found 'CLONE'; did you mean CLONES?",
+    )
   })
 
   it("the end of input: caret just after the last character", () => {
@@ -402,10 +404,7 @@ describe("syntax errors: line, column, caret, expected and found", () => {
     expect(db.detail).toBe("'prod.sales' is not a database to replicate name: write <db> (the clusters are named after FROM and TO)")
     expect(db.excerpt).toBe("1 | REPLICATE DATABASE prod.sales FROM prod TO standby\n  |                    ^^^^^^^^^^")
     const self = errorOf("REPLICATE CLUSTER FROM prod TO PROD")
-    expect([self.detail, self.column]).toEqual([
-      "FROM and TO name the same cluster 'prod': a cluster cannot be replicated onto itself",
-      32,
-    ])
+    expect([self.detail, self.column]).toEqual(["FROM and TO name the same cluster 'prod': a cluster cannot be replicated onto itself", 32])
     expect(self.fix).toContain("REPLICATE ... FROM prod TO <standby>")
     const end = errorOf("REPLICATE CLUSTER FROM prod TO standby DRYRUN")
     expect(end.detail).toBe("expected VIA, WITH, DRY RUN or ';', found 'DRYRUN'; did you mean DRY RUN?")
@@ -437,9 +436,7 @@ describe("syntax errors: line, column, caret, expected and found", () => {
     expect([rate.detail, rate.column]).toEqual(["'fast' is not a rate", 55])
     expect(rate.fix).toContain("'100MiB/s'")
     expect(errorOf("REPLICATE CLUSTER FROM a TO b WITH (BANDWIDTH_LIMIT = 0)").detail).toBe("'0' is not a rate")
-    expect(errorOf("REPLICATE CLUSTER FROM a TO b WITH (BANDWIDTH_LIMIT = fast)").detail).toBe(
-      "expected a rate ('100MiB/s'), found 'fast'",
-    )
+    expect(errorOf("REPLICATE CLUSTER FROM a TO b WITH (BANDWIDTH_LIMIT = fast)").detail).toBe("expected a rate ('100MiB/s'), found 'fast'")
     const par = errorOf("REPLICATE CLUSTER FROM a TO b WITH (PARALLELISM = 0)")
     expect([par.detail, par.column]).toEqual(["PARALLELISM must be at least 1", 51])
     expect(errorOf("REPLICATE CLUSTER FROM a TO b WITH (MAX_DELETE = 'ten')").detail).toBe("expected a whole number, found string 'ten'")

@@ -16,6 +16,9 @@ import {
   type CloneResult,
   type Outcome,
   parseScript,
+  type ReplicateOptions,
+  type ReplicationApi,
+  type ReplicationRoundResult,
   type RunOptions,
   runStatements,
   type SqlError,
@@ -440,5 +443,176 @@ describe("runner: failures and VACUUM", () => {
         expect(left).toHaveLength(1)
         expect(left).not.toContain(oldest)
       }),
+  )
+})
+
+/** A ReplicationApi that records its calls and answers with a fixed round and an empty status. */
+const recordingReplication = () => {
+  const calls: Array<{ source: string; target: string; options: ReplicateOptions }> = []
+  const api: ReplicationApi = {
+    round: (source, target, options) =>
+      Effect.sync(() => {
+        calls.push({ source: source.name, target: target.name, options })
+        return {
+          stream: "cluster",
+          scope: "cluster",
+          dry_run: options.dryRun === true,
+          round: 1,
+          outcome: "completed",
+          source_revision: 7,
+          source_time: "2025-01-01T00:00:00.000Z",
+          files_copied: 0,
+          files_deleted: 0,
+          keys_added: 0,
+          keys_changed: 0,
+          keys_removed: 0,
+          errors: [],
+          backup_id: null,
+        } as unknown as ReplicationRoundResult
+      }),
+    status: (target) => Effect.succeed({ target: target.name, streams: [] }),
+  }
+  return { api, calls }
+}
+
+const valueOf = <A>(o: Outcome | undefined): A => {
+  if (o === undefined || !o.ok) throw new Error(`expected a result, got ${JSON.stringify(o)}`)
+  return o.result.value as A
+}
+
+describe("runner: REPLICATE and SHOW REPLICATION STATUS", () => {
+  it.live(
+    "with @bendsave/replicate on real local clusters: DRY RUN creates nothing, rounds copy the change, MAX_DELETE stops a round in the statement's words, DELETE = 'KEEP' keeps, status shows revision and lag",
+    () =>
+      Effect.gen(function* () {
+        const dir = yield* Effect.promise(tempDir)
+        yield* Effect.promise(() => writeCluster(dir, "prod", { files: { "db/t/a.bin": "aaaa", "db/t/b.bin": "bb", "c.bin": "c" } }))
+        yield* Effect.promise(() => writeCluster(dir, "standby", { create: false }))
+        const attach = "ATTACH CLUSTER 'prod.toml' AS prod; ATTACH CLUSTER 'standby.toml' AS standby;"
+        const [, , plan] = yield* run(`${attach} REPLICATE CLUSTER FROM prod TO standby DRY RUN`, { baseDir: dir })
+        assert.isTrue(plan.ok)
+        if (plan.ok) {
+          expect(plan.result.message).toBe("DRY RUN: replication plan of the cluster of prod to standby (nothing was changed)")
+          expect(plan.result.rows[0]).toMatchObject({ status: "dry run", files_to_copy: 3, bytes_to_copy: 7, files_to_delete: 0 })
+        }
+        expect((yield* Effect.promise(() => readdir(dir))).sort()).toEqual(["prod-data", "prod-meta", "prod.toml", "standby.toml"])
+
+        const [, , first] = yield* run(`${attach} REPLICATE CLUSTER FROM prod TO standby`, { baseDir: dir })
+        assert.isTrue(first.ok)
+        if (first.ok) {
+          expect(first.result.record).toBe(true)
+          expect(first.result.columns.slice(0, 4)).toEqual(["stream", "round", "status", "source_revision"])
+          expect(first.result.rows[0]).toMatchObject({ stream: "cluster", round: 1, status: "completed", files_copied: 3, bytes_copied: 7 })
+        }
+        expect(yield* Effect.promise(() => readFile(join(dir, "standby-data", "db/t/a.bin"), "utf8"))).toBe("aaaa")
+
+        // The source changes: one file changed, one deleted.
+        yield* Effect.promise(() => writeFile(join(dir, "prod-data", "db/t/a.bin"), "AAAAAA"))
+        yield* Effect.promise(() => rm(join(dir, "prod-data", "c.bin")))
+        const stopped = yield* run(`${attach} REPLICATE CLUSTER FROM prod TO standby WITH (MAX_DELETE = 0)`, { baseDir: dir })
+        const e = stopped[2].ok ? undefined : (stopped[2].error as { _tag: string; message: string; fix: string })
+        expect(e?._tag).toBe("MaxDeleteExceededError")
+        expect(e?.message).toContain("more than MAX_DELETE = 0")
+        expect(e?.fix).toContain("WITH (MAX_DELETE = 1) or more")
+        expect(e?.fix).toContain("WITH (DELETE = 'KEEP')")
+        expect(e?.fix).not.toContain("--")
+        // Nothing changed on the target.
+        expect(yield* Effect.promise(() => readFile(join(dir, "standby-data", "db/t/a.bin"), "utf8"))).toBe("aaaa")
+
+        const [, , kept] = yield* run(`${attach} REPLICATE CLUSTER FROM prod TO standby WITH (MAX_DELETE = 0, DELETE = 'KEEP')`, {
+          baseDir: dir,
+        })
+        expect(valueOf<ReplicationRoundResult>(kept)).toMatchObject({
+          files_copied: 1,
+          bytes_copied: 6,
+          files_deleted: 0,
+          delete_mode: "keep",
+        })
+        expect(yield* Effect.promise(() => readFile(join(dir, "standby-data", "c.bin"), "utf8"))).toBe("c")
+        const [, , mirrored] = yield* run(`${attach} REPLICATE CLUSTER FROM prod TO standby WITH (MAX_DELETE = 1)`, { baseDir: dir })
+        const round = valueOf<ReplicationRoundResult>(mirrored)
+        expect(round).toMatchObject({ files_copied: 0, files_deleted: 1, max_delete: 1 })
+        expect((yield* Effect.promise(() => readdir(join(dir, "standby-data")))).includes("c.bin")).toBe(false)
+
+        const [, , status] = yield* run(`${attach} SHOW REPLICATION STATUS FOR standby`, { baseDir: dir })
+        assert.isTrue(status.ok)
+        if (status.ok) {
+          expect(status.result.message).toBe("1 replication stream into standby")
+          expect(status.result.columns.slice(0, 5)).toEqual(["stream", "source", "last_revision", "replicated_at", "lag"])
+          const row = status.result.rows[0]
+          expect(row).toMatchObject({ stream: "cluster", source: "prod", last_revision: round.source_revision, outcome: "completed" })
+          expect(row.last_round).toBe(round.round)
+          expect(row.lag_ms as number).toBeGreaterThanOrEqual(0)
+          expect(typeof row.lag).toBe("string")
+        }
+        // Without FOR: every attached cluster, with a cluster column (prod was never a target).
+        const [, , all] = yield* run(`${attach} SHOW REPLICATION STATUS`, { baseDir: dir })
+        assert.isTrue(all.ok)
+        if (all.ok) expect(all.result.rows.map((r) => [r.cluster, r.stream])).toEqual([["standby", "cluster"]])
+      }),
+  )
+
+  it.live("options and scopes map onto the round's options; VIA is opened (and created) only by a real round", () =>
+    Effect.gen(function* () {
+      const dir = yield* Effect.promise(tempDir)
+      yield* Effect.promise(() => writeCluster(dir, "prod"))
+      yield* Effect.promise(() => writeCluster(dir, "standby"))
+      const { api, calls } = recordingReplication()
+      const outcomes = yield* run(
+        `ATTACH CLUSTER 'prod.toml' AS prod; ATTACH CLUSTER 'standby.toml' AS standby;
+         REPLICATE DATABASE sales FROM prod TO standby VIA 'repo' WITH (MAX_DELETE = 10, DELETE = 'keep', BANDWIDTH_LIMIT = '2MiB/s', PARALLELISM = 3) DRY RUN;
+         REPLICATE TABLE sales.orders FROM prod TO standby VIA 'repo';
+         REPLICATE CLUSTER FROM prod TO standby`,
+        { baseDir: dir, replication: api },
+      )
+      expect(outcomes.map((o) => o.ok)).toEqual([true, true, true, true, true])
+      expect(calls.map((c) => [c.source, c.target])).toEqual([
+        ["prod", "standby"],
+        ["prod", "standby"],
+        ["prod", "standby"],
+      ])
+      expect(calls[0].options).toMatchObject({
+        scope: { kind: "database", database: "sales" },
+        maxDelete: 10,
+        deleteMode: "keep",
+        bandwidthLimit: 2 * 1024 * 1024,
+        parallelism: 3,
+        dryRun: true,
+      })
+      expect(calls[0].options.via).toBeUndefined()
+      expect(calls[1].options).toMatchObject({
+        scope: { kind: "table", database: "sales", table: "orders" },
+        deleteMode: "mirror",
+        dryRun: false,
+      })
+      expect(calls[1].options.via?.location).toContain(join(dir, "repo"))
+      expect(calls[1].options.maxDelete).toBeUndefined()
+      expect(calls[2].options.scope).toEqual({ kind: "cluster" })
+    }),
+  )
+
+  it.live("names: an unknown cluster, a quoted name the table layout cannot have, two names for one cluster", () =>
+    Effect.gen(function* () {
+      const dir = yield* Effect.promise(tempDir)
+      yield* Effect.promise(() => writeCluster(dir, "prod"))
+      yield* Effect.promise(() => writeCluster(dir, "standby"))
+      const attach = "ATTACH CLUSTER 'prod.toml' AS prod; ATTACH CLUSTER 'standby.toml' AS standby;\n"
+      const unknown = errorOf((yield* run(`${attach}REPLICATE CLUSTER FROM prod TO stanby`, { baseDir: dir }))[2])
+      expect([unknown.reason, unknown.detail]).toEqual(["UnknownCluster", "no cluster named 'stanby' is attached; did you mean standby?"])
+      expect([unknown.line, unknown.column]).toEqual([2, 32])
+      const bad = errorOf((yield* run(`${attach}REPLICATE DATABASE "Sales" FROM prod TO standby`, { baseDir: dir }))[2])
+      expect(bad.reason).toBe("BadName")
+      expect(bad.detail).toContain(`'"Sales"' is not a database of the table layout`)
+      expect([bad.line, bad.column]).toEqual([2, 20])
+      const same = yield* run(
+        "ATTACH CLUSTER 'prod.toml' AS prod; ATTACH CLUSTER 'prod.toml' AS again; REPLICATE CLUSTER FROM prod TO again",
+        {
+          baseDir: dir,
+        },
+      )
+      const e = same[2].ok ? undefined : (same[2].error as { _tag: string; reason: string; message: string; fix: string })
+      expect([e?._tag, e?.reason]).toEqual(["ReplicationError", "SameCluster"])
+      expect(e?.fix).toBe("attach another cluster (the standby) and name it after TO")
+    }),
   )
 })
