@@ -522,7 +522,7 @@ describe("runner: REPLICATE and SHOW REPLICATION STATUS", () => {
         const [, , kept] = yield* run(`${attach} REPLICATE CLUSTER FROM prod TO standby WITH (MAX_DELETE = 0, DELETE = 'KEEP')`, {
           baseDir: dir,
         })
-        expect(valueOf<ReplicationRoundResult>(kept)).toMatchObject({
+        expect(resultValue<ReplicationRoundResult>(kept)).toMatchObject({
           files_copied: 1,
           bytes_copied: 6,
           files_deleted: 0,
@@ -530,7 +530,7 @@ describe("runner: REPLICATE and SHOW REPLICATION STATUS", () => {
         })
         expect(yield* Effect.promise(() => readFile(join(dir, "standby-data", "c.bin"), "utf8"))).toBe("c")
         const [, , mirrored] = yield* run(`${attach} REPLICATE CLUSTER FROM prod TO standby WITH (MAX_DELETE = 1)`, { baseDir: dir })
-        const round = valueOf<ReplicationRoundResult>(mirrored)
+        const round = resultValue<ReplicationRoundResult>(mirrored)
         expect(round).toMatchObject({ files_copied: 0, files_deleted: 1, max_delete: 1 })
         expect((yield* Effect.promise(() => readdir(join(dir, "standby-data")))).includes("c.bin")).toBe(false)
 
