@@ -475,7 +475,7 @@ const recordingReplication = () => {
   return { api, calls }
 }
 
-const valueOf = <A>(o: Outcome | undefined): A => {
+const resultValue = <A>(o: Outcome | undefined): A => {
   if (o === undefined || !o.ok) throw new Error(`expected a result, got ${JSON.stringify(o)}`)
   return o.result.value as A
 }
