@@ -215,24 +215,6 @@ const vacuumSummary = (r: object): object => {
   }
 }
 
-/** The columns of a REPLICATE round (what moved) and of a plan (what would). */
-const ROUND_COLUMNS = [
-  "stream",
-  "round",
-  "status",
-  "source_revision",
-  "source_time",
-  "files_total",
-  "files_copied",
-  "bytes_copied",
-  "files_unchanged",
-  "files_deleted",
-  "keys_added",
-  "keys_changed",
-  "keys_removed",
-  "duration_ms",
-]
-
 /** One row of a REPLICATE round: what moved (or, in a DRY RUN, what would), the point it replicated, how long it took. */
 const roundRow = (r: ReplicationRoundResult): object =>
   r.dry_run
@@ -738,7 +720,6 @@ class Session {
           : `replicated ${what}: round ${r.round}, source revision ${r.source_revision}, ${plural(r.files_copied, "file")} copied, ${plural(r.files_deleted, "file")} deleted, ${plural(r.keys_added + r.keys_changed + r.keys_removed, "key")} changed`,
         roundRow(r),
         r,
-        ROUND_COLUMNS,
       )
     })
   }
