@@ -11,7 +11,10 @@
  * target's directory, fsyncs it and then renames it over the target (or, for
  * `ifNotExists`, hard-links it to the target, which fails with EEXIST if the
  * target exists: an atomic create-only write), and finally fsyncs the
- * directory. The temp file is removed whatever happens. Readers therefore see
+ * directory (puts landing in one directory at the same time share that
+ * fsync; each still returns only after a sync that began after its rename).
+ * A missing directory is created (and its parents fsynced) when the temp
+ * file's open finds it missing. The temp file is removed whatever happens. Readers therefore see
  * the previous file or the whole new one. Create-only puts need a file system
  * with hard links.
  *
@@ -64,7 +67,13 @@ const deleteConcurrency = 16
 const missingDirRetries = 3
 
 const tempNamePattern = /^\..*\.tmp-[0-9a-f]{16}$/
-const tempName = (basename: string): string => `.${basename}.tmp-${randomBytes(8).toString("hex")}`
+/** Temp names: 8 random hex digits per process, then a counter (an O_EXCL open fails rather than share one). */
+const tempPrefix = randomBytes(4).toString("hex")
+let tempCounter = 0
+const tempName = (basename: string): string => {
+  tempCounter = (tempCounter + 1) >>> 0
+  return `.${basename}.tmp-${tempPrefix}${tempCounter.toString(16).padStart(8, "0")}`
+}
 
 // ---------------------------------------------------------------------------
 // Error classification
@@ -166,6 +175,53 @@ const syncDirectory = async (dir: string): Promise<void> => {
   } finally {
     await handle?.close()
   }
+}
+
+/**
+ * Directory fsyncs shared by concurrent writers ("group commit"): a writer
+ * that asks while a sync of the same directory is running waits for the NEXT
+ * sync (the running one may have started before its rename), and everyone
+ * who asks during one sync shares the next. Each caller still returns only
+ * once a sync that started after its request has finished, so a put is
+ * durable when it returns, with far fewer fsyncs when puts land side by side.
+ */
+interface Waiter {
+  readonly promise: Promise<void>
+  readonly resolve: () => void
+  readonly reject: (cause: unknown) => void
+}
+const makeWaiter = (): Waiter => {
+  let resolve!: () => void
+  let reject!: (cause: unknown) => void
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res
+    reject = rej
+  })
+  return { promise, resolve, reject }
+}
+const directorySyncs = new Map<string, { next: Waiter | undefined }>()
+const syncDirectoryShared = (dir: string): Promise<void> => {
+  const running = directorySyncs.get(dir)
+  if (running !== undefined) {
+    running.next ??= makeWaiter()
+    return running.next.promise
+  }
+  const state: { next: Waiter | undefined } = { next: undefined }
+  directorySyncs.set(dir, state)
+  const first = makeWaiter()
+  void (async () => {
+    for (let current: Waiter | undefined = first; current !== undefined; current = state.next) {
+      state.next = undefined
+      try {
+        await syncDirectory(dir)
+        current.resolve()
+      } catch (cause) {
+        current.reject(cause)
+      }
+    }
+    directorySyncs.delete(dir)
+  })()
+  return first.promise
 }
 
 /**
@@ -561,7 +617,7 @@ export const makeFsBlobStore = Effect.fnUntraced(function* (
         throw cause
       }
       await fs.unlink(temp)
-    }).pipe(Effect.andThen(attempt({ operation, key }, () => syncDirectory(path.dirname(file)))))
+    }).pipe(Effect.andThen(attempt({ operation, key }, () => syncDirectoryShared(path.dirname(file)))))
 
   const put = (key: string, body: Body, options?: PutOptions): Effect.Effect<ObjectInfo, BlobStoreError> =>
     Effect.gen(function* () {
@@ -569,7 +625,7 @@ export const makeFsBlobStore = Effect.fnUntraced(function* (
       const dir = path.dirname(file)
       const temp = path.join(dir, tempName(path.basename(file)))
       return yield* Effect.gen(function* () {
-        yield* attempt({ operation: "put", key, access: "write" }, () => makeDirectories(dir))
+        // The temp file's open creates the directories when they are missing (inDirectory).
         const stats = yield* writeTemp(key, dir, temp, body)
         yield* commit("put", key, temp, file, options?.ifNotExists === true)
         return objectInfo(key, stats)
