@@ -14,8 +14,9 @@
  * directory (puts landing in one directory at the same time share that
  * fsync; each still returns only after a sync that began after its rename).
  * A missing directory is created (and its parents fsynced) when the temp
- * file's open finds it missing. The temp file is removed whatever happens. Readers therefore see
- * the previous file or the whole new one. Create-only puts need a file system
+ * file's open finds it missing. A put that fails or is interrupted removes
+ * its temp file (a successful one has moved it). Readers therefore see the
+ * previous file or the whole new one. Create-only puts need a file system
  * with hard links.
  *
  * # Listing
@@ -254,7 +255,8 @@ const inDirectory = async <A>(dir: string, step: () => Promise<A>): Promise<A> =
   }
 }
 
-const removeQuietly = (file: string): Effect.Effect<void> => Effect.promise(() => fs.rm(file, { force: true }).catch(() => undefined))
+/** Removes a temp file, ignoring errors (it may never have been created). */
+const removeQuietly = (file: string): Effect.Effect<void> => Effect.promise(() => fs.unlink(file).catch(() => undefined))
 
 const closeQuietly = (handle: fs.FileHandle): Effect.Effect<void> => Effect.promise(() => handle.close().catch(() => undefined))
 
@@ -629,7 +631,7 @@ export const makeFsBlobStore = Effect.fnUntraced(function* (
         const stats = yield* writeTemp(key, dir, temp, body)
         yield* commit("put", key, temp, file, options?.ifNotExists === true)
         return objectInfo(key, stats)
-      }).pipe(Effect.ensuring(removeQuietly(temp)))
+      }).pipe(Effect.onError(() => removeQuietly(temp)))
     })
 
   const head = (key: string) =>
@@ -710,7 +712,7 @@ export const makeFsBlobStore = Effect.fnUntraced(function* (
         })
         yield* commit("copy", to, temp, file, false)
         return objectInfo(to, stats)
-      }).pipe(Effect.ensuring(removeQuietly(temp)))
+      }).pipe(Effect.onError(() => removeQuietly(temp)))
     })
 
   return {
