@@ -182,6 +182,8 @@ const SAMPLE = 5
 const KEEP_PLAN_ITEMS = 250_000
 /** Files copied as one batch: its changed files at once (bounded), then its records in order. */
 const COPY_BATCH = 2048
+/** Listing chunks read ahead of the walk, for each side. */
+const READ_AHEAD_CHUNKS = 16
 /** Files up to this size are read whole and written in one put; larger ones are streamed. */
 const WHOLE_FILE_BYTES = 8 * 1024 * 1024
 
@@ -729,8 +731,11 @@ export const runRound = (source: Cluster, target: Cluster, options: ReplicateOpt
        */
       const walk = (deletions: Set<string>) =>
         Effect.gen(function* () {
-          const prevCursor = yield* makeSortedCursor(previousRecords(), (x) => x.path, compareKeysBytewise)
-          const targetCursor = yield* makeSortedCursor(yield* listTarget(), (x) => x.key, compareKeysBytewise)
+          // Each sequence is read ahead in a fiber of its own, so the listings of both sides (and the
+          // previous file list) go on at the same time rather than in turn.
+          const ahead = <A, E, R>(stream: Stream.Stream<A, E, R>) => stream
+          const prevCursor = yield* makeSortedCursor(ahead(previousRecords()), (x) => x.path, compareKeysBytewise)
+          const targetCursor = yield* makeSortedCursor(ahead(yield* listTarget()), (x) => x.key, compareKeysBytewise)
           const seenJournal = new Set<string>()
           const onPassedTarget = (i: { key: string }) => {
             if (selection === undefined && mirror) deletions.add(i.key)
@@ -775,7 +780,7 @@ export const runRound = (source: Cluster, target: Cluster, options: ReplicateOpt
               for (const path of journaled.records.keys()) if (!seenJournal.has(path)) deletions.add(path)
             return out as ReadonlyArray<WalkItem>
           })
-          return Stream.chunks(point.files(selection)).pipe(
+          return Stream.chunks(ahead(point.files(selection))).pipe(
             Stream.mapEffect(classify),
             Stream.concat(Stream.fromEffect(rest)),
             Stream.filter((items) => items.length > 0),
@@ -881,9 +886,16 @@ export const runRound = (source: Cluster, target: Cluster, options: ReplicateOpt
         Effect.gen(function* () {
           const bytes = yield* readWhole(file)
           if (bytes.length !== file.size) return yield* landed(file, bytes.length, "", "")
-          const sha256 = createHash("sha256").update(bytes).digest("hex")
-          if (limiter !== undefined) yield* limiter.take(bytes.length)
-          const info = yield* target.storage.put(file.path, bytes)
+          // WebCrypto hashes in libuv's thread pool, beside the writes, instead of on the main thread.
+          const [sha256, info] = yield* Effect.all(
+            [
+              Effect.promise(() => crypto.subtle.digest("SHA-256", bytes)).pipe(Effect.map((d) => Buffer.from(d).toString("hex"))),
+              (limiter === undefined ? Effect.void : limiter.take(bytes.length)).pipe(
+                Effect.andThen(target.storage.put(file.path, bytes)),
+              ),
+            ],
+            { concurrency: 2 },
+          )
           return yield* landed(file, bytes.length, sha256, info.etag)
         })
       const copyStream = (file: SourceFile) =>
