@@ -37,9 +37,19 @@
 import { Buffer } from "node:buffer"
 import { randomBytes } from "node:crypto"
 import type { BigIntStats, Dirent } from "node:fs"
-import { close as closeFd, constants as fsConstants, fsync as fsyncFd, lstatSync, open as openFd } from "node:fs"
+import {
+  close as closeFd,
+  constants as fsConstants,
+  fstat as fstatFd,
+  fsync as fsyncFd,
+  lstatSync,
+  open as openFd,
+  read as readFd,
+  write as writeFd,
+} from "node:fs"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
+import { promisify } from "node:util"
 import type * as Arr from "effect/Array"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -271,10 +281,29 @@ const readFully = async (handle: fs.FileHandle, target: Uint8Array, position: nu
   return filled
 }
 
-const writeFully = async (handle: fs.FileHandle, bytes: Uint8Array): Promise<void> => {
+// Plain descriptors for the one-call paths (a whole get, a put of bytes): a FileHandle costs
+// several times more per call than a descriptor and a callback, and these run once per object.
+const openP = promisify(openFd)
+const fstatP = promisify(fstatFd)
+const fsyncP = promisify(fsyncFd)
+const readP = promisify(readFd)
+const writeP = promisify(writeFd)
+const closeFdQuietly = (fd: number): Promise<void> => new Promise((resolve) => closeFd(fd, () => resolve()))
+
+const readFdFully = async (fd: number, target: Uint8Array, position: number): Promise<number> => {
+  let filled = 0
+  while (filled < target.length) {
+    const { bytesRead } = await readP(fd, target, filled, target.length - filled, position + filled)
+    if (bytesRead === 0) break
+    filled += bytesRead
+  }
+  return filled
+}
+
+const writeFdFully = async (fd: number, bytes: Uint8Array): Promise<void> => {
   let written = 0
   while (written < bytes.length) {
-    const { bytesWritten } = await handle.write(bytes, written, bytes.length - written)
+    const { bytesWritten } = await writeP(fd, bytes, written, bytes.length - written)
     written += bytesWritten
   }
 }
@@ -525,11 +554,18 @@ export const makeFsBlobStore = Effect.fnUntraced(function* (
     )
 
   const get = (key: string) =>
-    withObject("get", key, (handle, size) =>
+    Effect.flatMap(resolveKey("get", key), (file) =>
       attempt({ operation: "get", key }, async () => {
-        const bytes = uninitialized(size)
-        const read = await readFully(handle, bytes, 0)
-        return read === size ? bytes : bytes.slice(0, read)
+        const fd = await openP(file, fsConstants.O_RDONLY | (fsConstants.O_NOFOLLOW ?? 0))
+        try {
+          const stats = await fstatP(fd)
+          if (!stats.isFile()) throw notFound("get", key)
+          const bytes = uninitialized(stats.size)
+          const read = await readFdFully(fd, bytes, 0)
+          return read === bytes.length ? bytes : bytes.slice(0, read)
+        } finally {
+          await closeFdQuietly(fd)
+        }
       }),
     )
 
@@ -583,20 +619,22 @@ export const makeFsBlobStore = Effect.fnUntraced(function* (
   /** Streams `body` into a new exclusive temp file in `dir`, fsyncs it and returns its stats. */
   const writeTemp = (key: string, dir: string, temp: string, body: Body) =>
     Effect.acquireUseRelease(
-      attempt({ operation: "put", key, access: "write" }, () => inDirectory(dir, () => fs.open(temp, "wx"))),
-      (handle) =>
-        Effect.gen(function* () {
-          if (body instanceof Uint8Array) {
-            yield* attempt({ operation: "put", key }, () => writeFully(handle, body))
-          } else {
-            yield* Stream.runForEach(body, (chunk) => attempt({ operation: "put", key }, () => writeFully(handle, chunk)))
-          }
-          return yield* attempt({ operation: "put", key }, async () => {
-            await handle.sync()
-            return handle.stat({ bigint: true })
-          })
-        }),
-      closeQuietly,
+      attempt({ operation: "put", key, access: "write" }, () => inDirectory(dir, () => openP(temp, "wx"))),
+      (fd) => {
+        const syncAndStat = async () => {
+          await fsyncP(fd)
+          return fstatP(fd, { bigint: true })
+        }
+        return body instanceof Uint8Array
+          ? attempt({ operation: "put", key }, async () => {
+              await writeFdFully(fd, body)
+              return syncAndStat()
+            })
+          : Stream.runForEach(body, (chunk) => attempt({ operation: "put", key }, () => writeFdFully(fd, chunk))).pipe(
+              Effect.andThen(attempt({ operation: "put", key }, syncAndStat)),
+            )
+      },
+      (fd) => Effect.promise(() => closeFdQuietly(fd)),
     )
 
   /** Moves a finished temp file to `file`: rename (replace) or link + unlink (create-only). */
