@@ -886,16 +886,12 @@ export const runRound = (source: Cluster, target: Cluster, options: ReplicateOpt
         Effect.gen(function* () {
           const bytes = yield* readWhole(file)
           if (bytes.length !== file.size) return yield* landed(file, bytes.length, "", "")
-          // WebCrypto hashes in libuv's thread pool, beside the writes, instead of on the main thread.
-          const [sha256, info] = yield* Effect.all(
-            [
-              Effect.promise(() => crypto.subtle.digest("SHA-256", bytes)).pipe(Effect.map((d) => Buffer.from(d).toString("hex"))),
-              (limiter === undefined ? Effect.void : limiter.take(bytes.length)).pipe(
-                Effect.andThen(target.storage.put(file.path, bytes)),
-              ),
-            ],
-            { concurrency: 2 },
-          )
+          // WebCrypto hashes in libuv's thread pool while the bytes are written, not on the main thread.
+          const digest = crypto.subtle.digest("SHA-256", bytes)
+          digest.catch(() => {}) // awaited below; a failed put must not leave it unhandled
+          if (limiter !== undefined) yield* limiter.take(bytes.length)
+          const info = yield* target.storage.put(file.path, bytes)
+          const sha256 = Buffer.from(yield* Effect.promise(() => digest)).toString("hex")
           return yield* landed(file, bytes.length, sha256, info.etag)
         })
       const copyStream = (file: SourceFile) =>
