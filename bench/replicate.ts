@@ -180,7 +180,7 @@ const main = async () => {
     row(rc2.m, rc2.transferred, "files only (rclone does not move meta keys); no fsync"),
     "",
     "bendsave fsyncs every file it writes and its directory (a standby must survive a crash); rclone does not.",
-    "A bendsave round lists the source and the target twice (plan, then copy: MAX_DELETE is checked before anything changes).",
+    "A bendsave round lists each side once (the plan, checked against MAX_DELETE before anything changes, is kept for the copy) and hashes every copied file (SHA-256).",
     "",
   ].join("\n")
   console.log(summary)

@@ -74,6 +74,22 @@ describe("FsBlobStore", () => {
     }),
   )
 
+  it.live("many puts at once into new and shared directories (shared directory fsyncs) all land, with no temp file left", () =>
+    Effect.gen(function* () {
+      const store = yield* makeFsBlobStore(root)
+      const keys = Array.from({ length: 60 }, (_, i) => `d${i % 3}/sub/f${String(i).padStart(2, "0")}`)
+      yield* Effect.forEach(keys, (key) => store.put(key, bytes(`content of ${key}`)), { concurrency: 16, discard: true })
+      assert.deepStrictEqual(yield* Effect.promise(() => filesUnder(root)), [...keys].sort())
+      for (const key of keys) {
+        assert.strictEqual(yield* Effect.promise(() => fs.readFile(path.join(root, key), "utf8")), `content of ${key}`)
+      }
+      // A second wave replaces every object while the first directories' syncs may still be shared.
+      yield* Effect.forEach(keys, (key) => store.put(key, bytes(`v2 ${key}`)), { concurrency: 16, discard: true })
+      assert.deepStrictEqual(yield* Effect.promise(() => filesUnder(root)), [...keys].sort())
+      assert.strictEqual(new TextDecoder().decode(yield* store.get(keys[7])), `v2 ${keys[7]}`)
+    }),
+  )
+
   it.live("a stream body that fails midway leaves no target and no temp file, and keeps an existing object", () =>
     Effect.gen(function* () {
       const store = yield* makeFsBlobStore(root)

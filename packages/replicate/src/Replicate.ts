@@ -129,6 +129,8 @@ export interface ReplicateOptions {
   readonly onVacuumWait?: () => void
   /** How long to wait for another replicator's lease on the target (default 0: fail at once). */
   readonly leaseWaitMs?: number
+  /** Walk items the plan keeps in memory for the copy (default 250 000); a bigger round lists both sides again. */
+  readonly keepPlanItems?: number
   /** The clock, for tests (default Date.now). */
   readonly now?: () => number
 }
@@ -176,6 +178,14 @@ export class ReplicationError extends Schema.TaggedError<ReplicationError>()("Re
 }
 
 const SAMPLE = 5
+/** Walk items the plan keeps for the copy (about 200 bytes each); a bigger round walks again. */
+const KEEP_PLAN_ITEMS = 250_000
+/** Files copied as one batch: its changed files at once (bounded), then its records in order. */
+const COPY_BATCH = 2048
+/** Listing chunks read ahead of the walk, for each side. */
+const READ_AHEAD_CHUNKS = 16
+/** Files up to this size are read whole and written in one put; larger ones are streamed. */
+const WHOLE_FILE_BYTES = 8 * 1024 * 1024
 
 export const identityOf = (cluster: Cluster): ClusterIdentity => ({
   name: cluster.name,
@@ -261,6 +271,8 @@ interface SourcePoint {
   /** Files in scope (all, or the selection's), path order. */
   readonly files: (selection: Selection | undefined) => Stream.Stream<SourceFile, ReadError | ReplicationError>
   readonly read: (file: SourceFile) => Stream.Stream<Uint8Array, ReadError>
+  /** The whole file in one read, where the source can (direct mode). */
+  readonly readWhole?: (file: SourceFile) => Effect.Effect<Uint8Array, ReadError>
   /** Whole objects (snapshot objects); a missing one is absent from the map. */
   readonly readObjects: (paths: ReadonlyArray<string>) => Effect.Effect<Map<string, Uint8Array>, ReadError>
 }
@@ -388,6 +400,13 @@ const directPoint = (
           Stream.catchIf(
             (e: BlobStoreError) => e.reason === "NotFound",
             () => Stream.fail(vanished(file.path)),
+          ),
+        ),
+      readWhole: (file) =>
+        source.storage.get(file.path).pipe(
+          Effect.catchIf(
+            (e: BlobStoreError) => e.reason === "NotFound",
+            () => Effect.fail(vanished(file.path)),
           ),
         ),
       readObjects: (paths) =>
@@ -705,10 +724,18 @@ export const runRound = (source: Cluster, target: Cluster, options: ReplicateOpt
           : listSelection(target.storage, selection, "skip")
       const previousRecords = () => (previous === undefined ? Stream.empty : streamFileRecords(reserved, stream, previous.file_pages))
 
+      /**
+       * The walk, a batch of source files at a time (a listing chunk): the
+       * other cursors are filled through the batch's last path (one effect
+       * per chunk), then every file of the batch is classified synchronously.
+       */
       const walk = (deletions: Set<string>) =>
         Effect.gen(function* () {
-          const prevCursor = yield* makeSortedCursor(previousRecords(), (x) => x.path, compareKeysBytewise)
-          const targetCursor = yield* makeSortedCursor(yield* listTarget(), (x) => x.key, compareKeysBytewise)
+          // Each sequence is read ahead in a fiber of its own, so the listings of both sides (and the
+          // previous file list) go on at the same time rather than in turn.
+          const ahead = <A, E, R>(stream: Stream.Stream<A, E, R>) => stream
+          const prevCursor = yield* makeSortedCursor(ahead(previousRecords()), (x) => x.path, compareKeysBytewise)
+          const targetCursor = yield* makeSortedCursor(ahead(yield* listTarget()), (x) => x.key, compareKeysBytewise)
           const seenJournal = new Set<string>()
           const onPassedTarget = (i: { key: string }) => {
             if (selection === undefined && mirror) deletions.add(i.key)
@@ -717,25 +744,32 @@ export const runRound = (source: Cluster, target: Cluster, options: ReplicateOpt
             if (!mirror) out.push({ kind: "carry", record: x })
             else if (selection !== undefined) deletions.add(x.path)
           }
-          const classify = (file: SourceFile) =>
+          const matches = (c: FileRecord | undefined, file: SourceFile, there: { size: number; etag: string } | undefined) =>
+            c !== undefined &&
+            c.size === file.size &&
+            c.etag === file.etag &&
+            c.lastModified === file.lastModified &&
+            there !== undefined &&
+            there.size === c.size &&
+            there.etag === c.targetEtag
+          const classify = (files: ReadonlyArray<SourceFile>) =>
             Effect.gen(function* () {
+              const last = files[files.length - 1].path
+              yield* prevCursor.fillThrough(last)
+              yield* targetCursor.fillThrough(last)
               const out: Array<WalkItem> = []
-              const prev = yield* prevCursor.seek(file.path, onPassedPrevious(out))
-              const there = yield* targetCursor.seek(file.path, onPassedTarget)
-              const journal = journaled.records.get(file.path)
-              if (journal !== undefined) seenJournal.add(file.path)
-              const hit = [journal, prev].find(
-                (c) =>
-                  c !== undefined &&
-                  c.size === file.size &&
-                  c.etag === file.etag &&
-                  c.lastModified === file.lastModified &&
-                  there !== undefined &&
-                  there.size === c.size &&
-                  there.etag === c.targetEtag,
-              )
-              out.push(hit !== undefined ? { kind: "same", record: hit, resumed: hit === journal && hit !== prev } : { kind: "copy", file })
-              return out
+              const passedPrevious = onPassedPrevious(out)
+              for (const file of files) {
+                const prev = prevCursor.seek(file.path, passedPrevious)
+                const there = targetCursor.seek(file.path, onPassedTarget)
+                const journal = journaled.records.get(file.path)
+                if (journal !== undefined) seenJournal.add(file.path)
+                const hit = matches(journal, file, there) ? journal : matches(prev, file, there) ? prev : undefined
+                out.push(
+                  hit !== undefined ? { kind: "same", record: hit, resumed: hit === journal && hit !== prev } : { kind: "copy", file },
+                )
+              }
+              return out as ReadonlyArray<WalkItem>
             })
           const rest = Effect.gen(function* () {
             const out: Array<WalkItem> = []
@@ -744,32 +778,41 @@ export const runRound = (source: Cluster, target: Cluster, options: ReplicateOpt
             // Files an interrupted attempt copied that are no longer in scope.
             if (selection !== undefined && mirror)
               for (const path of journaled.records.keys()) if (!seenJournal.has(path)) deletions.add(path)
-            return out
+            return out as ReadonlyArray<WalkItem>
           })
-          return point.files(selection).pipe(
+          return Stream.chunks(ahead(point.files(selection))).pipe(
             Stream.mapEffect(classify),
             Stream.concat(Stream.fromEffect(rest)),
-            Stream.flatMap((items) => Stream.fromIterable(items)),
+            Stream.filter((items) => items.length > 0),
           )
         })
 
       progress({ phase: "plan", filesDone: 0, bytesDone: 0 })
       const planned = new Set<string>()
       const plan = { files: 0, bytes: 0, copy: 0, copyBytes: 0, sample: [] as Array<string> }
+      // The plan's walk is kept for the copy (one listing of each side per round), unless it is too big to hold.
+      const keepPlanItems = options.keepPlanItems ?? KEEP_PLAN_ITEMS
+      let kept: Array<WalkItem> | undefined = []
       yield* Effect.scoped(
         Effect.gen(function* () {
-          const items = yield* walk(planned)
-          yield* items.pipe(
-            Stream.runForEach((item) =>
+          const batches = yield* walk(planned)
+          yield* batches.pipe(
+            Stream.runForEach((items) =>
               Effect.sync(() => {
-                if (item.kind === "carry") return
-                plan.files++
-                if (item.kind === "copy") {
-                  plan.bytes += item.file.size
-                  plan.copy++
-                  plan.copyBytes += item.file.size
-                  if (plan.sample.length < SAMPLE) plan.sample.push(item.file.path)
-                } else plan.bytes += item.record.size
+                if (kept !== undefined) {
+                  if (kept.length + items.length <= keepPlanItems) for (const item of items) kept.push(item)
+                  else kept = undefined
+                }
+                for (const item of items) {
+                  if (item.kind === "carry") continue
+                  plan.files++
+                  if (item.kind === "copy") {
+                    plan.bytes += item.file.size
+                    plan.copy++
+                    plan.copyBytes += item.file.size
+                    if (plan.sample.length < SAMPLE) plan.sample.push(item.file.path)
+                  } else plan.bytes += item.record.size
+                }
               }),
             ),
           )
@@ -813,9 +856,45 @@ export const runRound = (source: Cluster, target: Cluster, options: ReplicateOpt
       const sourceHash = manifestHasher()
       const targetHash = manifestHasher()
       const writer = makeFileListWriter(reserved, stream, round)
-      const deletions = new Set<string>()
+      // With the plan's walk kept, its deletions stand; a second walk finds them again (and any new ones).
+      const deletions = kept !== undefined ? planned : new Set<string>()
       const counters = { done: 0, bytesDone: 0 }
-      const copy = (file: SourceFile) =>
+      const landed = (file: SourceFile, n: number, sha256: string, targetEtag: string) =>
+        Effect.gen(function* () {
+          if (n !== file.size) {
+            return yield* new SourceChangedError({
+              path: file.path,
+              detail: `changed while it was being copied (listed with ${file.size} bytes, read ${n})`,
+              fix: "run replicate again; the next round copies it again from a new source point",
+            })
+          }
+          const record: FileRecord = {
+            path: file.path,
+            size: file.size,
+            etag: file.etag,
+            lastModified: file.lastModified,
+            sha256,
+            targetEtag,
+          }
+          yield* journal.add(record)
+          r.files_copied++
+          r.bytes_copied += file.size
+          return record
+        })
+      /** A small file in one read and one write: fewer steps per file than a stream. */
+      const copyWhole = (file: SourceFile, readWhole: (file: SourceFile) => Effect.Effect<Uint8Array, ReadError>) =>
+        Effect.gen(function* () {
+          const bytes = yield* readWhole(file)
+          if (bytes.length !== file.size) return yield* landed(file, bytes.length, "", "")
+          // WebCrypto hashes in libuv's thread pool while the bytes are written, not on the main thread.
+          const digest = crypto.subtle.digest("SHA-256", bytes)
+          digest.catch(() => {}) // awaited below; a failed put must not leave it unhandled
+          if (limiter !== undefined) yield* limiter.take(bytes.length)
+          const info = yield* target.storage.put(file.path, bytes)
+          const sha256 = Buffer.from(yield* Effect.promise(() => digest)).toString("hex")
+          return yield* landed(file, bytes.length, sha256, info.etag)
+        })
+      const copyStream = (file: SourceFile) =>
         Effect.gen(function* () {
           const hash = createHash("sha256")
           let n = 0
@@ -852,63 +931,61 @@ export const runRound = (source: Cluster, target: Cluster, options: ReplicateOpt
                 (e) => Effect.fail(e.cause as ReadError),
               ),
             )
-          if (n !== file.size) {
-            return yield* new SourceChangedError({
-              path: file.path,
-              detail: `changed while it was being copied (listed with ${file.size} bytes, read ${n})`,
-              fix: "run replicate again; the next round copies it again from a new source point",
-            })
-          }
-          const record: FileRecord = {
-            path: file.path,
-            size: file.size,
-            etag: file.etag,
-            lastModified: file.lastModified,
-            sha256: hash.digest("hex"),
-            targetEtag: info.etag,
-          }
-          yield* journal.add(record)
-          r.files_copied++
-          r.bytes_copied += file.size
-          return record
+          return yield* landed(file, n, n === file.size ? hash.digest("hex") : "", info.etag)
         })
+      const readWhole = point.readWhole
+      const copy = (file: SourceFile) =>
+        readWhole !== undefined && file.size <= WHOLE_FILE_BYTES ? copyWhole(file, readWhole) : copyStream(file)
       const copyParallelism = options.parallelism ?? 8
+      /** One batch: its changed files copied at once (bounded), then every record in path order. */
+      const copyBatch = (items: ReadonlyArray<WalkItem>) =>
+        Effect.gen(function* () {
+          const toCopy: Array<SourceFile> = []
+          for (const item of items) if (item.kind === "copy") toCopy.push(item.file)
+          const copied = toCopy.length === 0 ? [] : yield* Effect.forEach(toCopy, copy, { concurrency: copyParallelism })
+          const records: Array<FileRecord> = []
+          let k = 0
+          for (const item of items) {
+            let record: FileRecord
+            if (item.kind === "copy") record = copied[k++]
+            else {
+              record = item.record
+              if (item.kind === "same") {
+                r.files_unchanged++
+                if (item.resumed) r.files_resumed++
+              }
+            }
+            if (item.kind !== "carry") {
+              sourceHash.file(record.path, record.size, record.sha256)
+              counters.done++
+              counters.bytesDone += record.size
+            }
+            targetHash.file(record.path, record.size, record.sha256)
+            records.push(record)
+          }
+          progress({
+            phase: "copy",
+            filesDone: counters.done,
+            bytesDone: counters.bytesDone,
+            filesTotal: plan.files,
+            bytesTotal: plan.bytes,
+          })
+          yield* writer.addAll(records)
+        })
+      progress({ phase: "copy", filesDone: 0, bytesDone: 0, filesTotal: plan.files, bytesTotal: plan.bytes })
       yield* Effect.scoped(
         Effect.gen(function* () {
-          const items = yield* walk(deletions)
-          yield* items.pipe(
-            Stream.mapEffect(
-              (item) =>
-                item.kind === "copy"
-                  ? Effect.map(copy(item.file), (record) => ({ record, fromSource: true }))
-                  : Effect.sync(() => {
-                      if (item.kind === "same") {
-                        r.files_unchanged++
-                        if (item.resumed) r.files_resumed++
-                      }
-                      return { record: item.record, fromSource: item.kind === "same" }
-                    }),
-              { concurrency: copyParallelism },
-            ),
-            Stream.runForEach(({ record, fromSource }) => {
-              if (fromSource) {
-                sourceHash.file(record.path, record.size, record.sha256)
-                counters.done++
-                counters.bytesDone += record.size
-                progress({
-                  phase: "copy",
-                  filesDone: counters.done,
-                  bytesDone: counters.bytesDone,
-                  filesTotal: plan.files,
-                  bytesTotal: plan.bytes,
-                })
-              }
-              targetHash.file(record.path, record.size, record.sha256)
-              return writer.add(record)
-            }),
-          )
+          const keptItems = kept
+          const batches =
+            keptItems !== undefined
+              ? Stream.fromIterable(Array.from({ length: Math.ceil(keptItems.length / COPY_BATCH) }, (_, i) => i)).pipe(
+                  Stream.map((i) => keptItems.slice(i * COPY_BATCH, (i + 1) * COPY_BATCH)),
+                )
+              : yield* walk(deletions)
+          yield* batches.pipe(Stream.runForEach(copyBatch))
         }),
       ).pipe(Effect.ensuring(Effect.ignore(journal.flush)))
+      kept = undefined
       const filePages = yield* writer.finish
       r.files_total = counters.done
       r.bytes_total = counters.bytesDone

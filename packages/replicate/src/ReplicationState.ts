@@ -57,15 +57,34 @@ export interface FileRecord {
   readonly targetEtag: string
 }
 
-const FileLine = Schema.Struct({
-  p: Schema.String,
-  s: Schema.Number,
-  e: Schema.String,
-  m: Schema.Number,
-  h: Schema.String,
-  t: Schema.String,
-})
-const decodeFileLine = Schema.decodeUnknownExit(Schema.fromJsonString(FileLine))
+interface FileLine {
+  readonly p: string
+  readonly s: number
+  readonly e: string
+  readonly m: number
+  readonly h: string
+  readonly t: string
+}
+
+/** One record line (`{"p","s","e","m","h","t"}`), or undefined when it is not one. Checked by hand: lists run to millions of lines. */
+const parseFileLine = (line: string): FileLine | undefined => {
+  let l: unknown
+  try {
+    l = JSON.parse(line)
+  } catch {
+    return undefined
+  }
+  if (typeof l !== "object" || l === null) return undefined
+  const x = l as Record<string, unknown>
+  return typeof x.p === "string" &&
+    typeof x.s === "number" &&
+    typeof x.e === "string" &&
+    typeof x.m === "number" &&
+    typeof x.h === "string" &&
+    typeof x.t === "string"
+    ? (x as unknown as FileLine)
+    : undefined
+}
 
 const formatFileLine = (r: FileRecord): string =>
   JSON.stringify({ p: r.path, s: r.size, e: r.etag, m: r.lastModified, h: r.sha256, t: r.targetEtag })
@@ -93,13 +112,12 @@ const parseFileLines = (text: string, location: string, stream: string): Effect.
     const lines = text.split("\n")
     for (let i = 0; i < lines.length; i++) {
       if (lines[i] === "") continue
-      const exit = decodeFileLine(lines[i])
-      if (exit._tag === "Failure") {
+      const l = parseFileLine(lines[i])
+      if (l === undefined) {
         return Effect.fail(
           new ReplicationStateError({ location: `${location}:${i + 1}`, detail: "not a file record", fix: stateFix(stream) }),
         )
       }
-      const l = exit.value
       out.push({ path: l.p, size: l.s, etag: l.e, lastModified: l.m, sha256: l.h, targetEtag: l.t })
     }
     return Effect.succeed(out)
@@ -211,22 +229,33 @@ const makeLinePageWriter = (store: BlobStore, prefix: string, name: string) => {
       bytes += line.length + 1
       return lines.length >= PAGE_RECORDS || bytes >= PAGE_BYTES ? flush : Effect.void
     })
-  return { add, finish: Effect.map(flush, () => pages as ReadonlyArray<string>) }
+  /** Adds many lines; a page is written each time one fills up. */
+  const addAll = (all: ReadonlyArray<string>): Effect.Effect<void, BlobStoreError> =>
+    Effect.gen(function* () {
+      for (const line of all) {
+        lines.push(line)
+        bytes += line.length + 1
+        if (lines.length >= PAGE_RECORDS || bytes >= PAGE_BYTES) yield* flush
+      }
+    })
+  return { add, addAll, finish: Effect.map(flush, () => pages as ReadonlyArray<string>) }
 }
 
 /** The file list of a round being written: records must come in path order. */
 export const makeFileListWriter = (store: BlobStore, stream: string, round: number) => {
   const writer = makeLinePageWriter(store, roundPrefix(stream, round), "files")
   let last: string | undefined
+  const inOrder = (record: FileRecord) => {
+    if (last !== undefined && compareKeysBytewise(last, record.path) >= 0) {
+      throw new Error(`replication file list out of order at '${record.path}' after '${last}'`)
+    }
+    last = record.path
+    return formatFileLine(record)
+  }
   return {
-    add: (record: FileRecord) =>
-      Effect.suspend(() => {
-        if (last !== undefined && compareKeysBytewise(last, record.path) >= 0) {
-          return Effect.die(new Error(`replication file list out of order at '${record.path}' after '${last}'`))
-        }
-        last = record.path
-        return writer.add(formatFileLine(record))
-      }),
+    add: (record: FileRecord) => Effect.suspend(() => writer.add(inOrder(record))),
+    /** Adds records (in path order, after those added before). */
+    addAll: (records: ReadonlyArray<FileRecord>) => Effect.suspend(() => writer.addAll(records.map(inOrder))),
     finish: writer.finish,
   }
 }

@@ -104,60 +104,64 @@ const failingAfter = (store: BlobStore, okPuts: number): BlobStore => {
 }
 
 describe("replication rounds (memory storage, local meta)", () => {
-  it("copies everything, then only what changed; deletions mirrored; meta switched; reserved prefixes untouched", async () => {
-    const source = await makeCluster("src")
-    const target = await makeCluster("dst")
-    for (let i = 0; i < 20; i++) await put(source, `db/t/_d/f${String(i).padStart(2, "0")}.parquet`, bytes(1000 + i, i + 1))
-    await put(source, ".bendsave/private", "not replicated")
-    await setMeta(source, { "catalog/databases/db": '{"id":"1"}', "bendsave/source-own": "x", "k/1": "v1" })
-    await setMeta(target, { "bendsave/target-own": "keep me", "stale/key": "removed by mirror" })
-    await put(target, ".bendsave/other", "keep")
+  // keepPlanItems 3: the plan's walk does not fit, so the copy lists both sides again.
+  it.each([{ keepPlanItems: undefined }, { keepPlanItems: 3 }])(
+    "copies everything, then only what changed; deletions mirrored; meta switched; reserved prefixes untouched (%o)",
+    async ({ keepPlanItems }) => {
+      const source = await makeCluster("src")
+      const target = await makeCluster("dst")
+      for (let i = 0; i < 20; i++) await put(source, `db/t/_d/f${String(i).padStart(2, "0")}.parquet`, bytes(1000 + i, i + 1))
+      await put(source, ".bendsave/private", "not replicated")
+      await setMeta(source, { "catalog/databases/db": '{"id":"1"}', "bendsave/source-own": "x", "k/1": "v1" })
+      await setMeta(target, { "bendsave/target-own": "keep me", "stale/key": "removed by mirror" })
+      await put(target, ".bendsave/other", "keep")
 
-    const r1 = await run(replicate(source, target))
-    expect(r1).toMatchObject({ round: 1, outcome: "completed", files_copied: 20, files_unchanged: 0, keys_total: 2, keys_removed: 1 })
-    expect(await dump(target)).toEqual(await dump(source))
-    expect(r1.source_manifest_hash).toBe(r1.target_manifest_hash)
-    // Reserved: the target's own key and object survive; the source's are not copied.
-    const targetMeta = await run(target.meta.get(enc.encode("bendsave/target-own")))
-    expect(Buffer.from(targetMeta ?? []).toString()).toBe("keep me")
-    expect(await run(target.meta.get(enc.encode("bendsave/source-own")))).toBeUndefined()
-    expect(Buffer.from(await run(target.storage.get(".bendsave/other"))).toString()).toBe("keep")
-    await expect(run(target.storage.head(".bendsave/private"))).rejects.toThrow()
+      const r1 = await run(replicate(source, target, { keepPlanItems }))
+      expect(r1).toMatchObject({ round: 1, outcome: "completed", files_copied: 20, files_unchanged: 0, keys_total: 2, keys_removed: 1 })
+      expect(await dump(target)).toEqual(await dump(source))
+      expect(r1.source_manifest_hash).toBe(r1.target_manifest_hash)
+      // Reserved: the target's own key and object survive; the source's are not copied.
+      const targetMeta = await run(target.meta.get(enc.encode("bendsave/target-own")))
+      expect(Buffer.from(targetMeta ?? []).toString()).toBe("keep me")
+      expect(await run(target.meta.get(enc.encode("bendsave/source-own")))).toBeUndefined()
+      expect(Buffer.from(await run(target.storage.get(".bendsave/other"))).toString()).toBe("keep")
+      await expect(run(target.storage.head(".bendsave/private"))).rejects.toThrow()
 
-    const r2 = await run(replicate(source, target))
-    expect(r2).toMatchObject({
-      round: 2,
-      files_copied: 0,
-      bytes_copied: 0,
-      files_unchanged: 20,
-      files_deleted: 0,
-      keys_added: 0,
-      keys_changed: 0,
-    })
-    expect(r2.source_manifest_hash).toBe(r1.source_manifest_hash)
+      const r2 = await run(replicate(source, target, { keepPlanItems }))
+      expect(r2).toMatchObject({
+        round: 2,
+        files_copied: 0,
+        bytes_copied: 0,
+        files_unchanged: 20,
+        files_deleted: 0,
+        keys_added: 0,
+        keys_changed: 0,
+      })
+      expect(r2.source_manifest_hash).toBe(r1.source_manifest_hash)
 
-    await put(source, "db/t/_d/f03.parquet", bytes(5000, 99))
-    await put(source, "db/t/_d/new.parquet", bytes(300, 98))
-    await remove(source, "db/t/_d/f07.parquet")
-    await remove(source, "db/t/_d/f08.parquet")
-    await setMeta(source, { "catalog/databases/db": '{"id":"1"}', "k/1": "v2", "k/2": "new" })
-    const r3 = await run(replicate(source, target))
-    expect(r3).toMatchObject({ files_copied: 2, bytes_copied: 5300, files_deleted: 2, keys_added: 1, keys_changed: 1, keys_removed: 0 })
-    expect(await dump(target)).toEqual(await dump(source))
-    expect(r3.source_manifest_hash).not.toBe(r1.source_manifest_hash)
-    expect(r3.source_manifest_hash).toBe(r3.target_manifest_hash)
+      await put(source, "db/t/_d/f03.parquet", bytes(5000, 99))
+      await put(source, "db/t/_d/new.parquet", bytes(300, 98))
+      await remove(source, "db/t/_d/f07.parquet")
+      await remove(source, "db/t/_d/f08.parquet")
+      await setMeta(source, { "catalog/databases/db": '{"id":"1"}', "k/1": "v2", "k/2": "new" })
+      const r3 = await run(replicate(source, target, { keepPlanItems }))
+      expect(r3).toMatchObject({ files_copied: 2, bytes_copied: 5300, files_deleted: 2, keys_added: 1, keys_changed: 1, keys_removed: 0 })
+      expect(await dump(target)).toEqual(await dump(source))
+      expect(r3.source_manifest_hash).not.toBe(r1.source_manifest_hash)
+      expect(r3.source_manifest_hash).toBe(r3.target_manifest_hash)
 
-    // A file changed behind replication's back on the target is copied again.
-    await put(target, "db/t/_d/f01.parquet", "tampered")
-    const r4 = await run(replicate(source, target))
-    expect(r4).toMatchObject({ files_copied: 1, files_deleted: 0 })
-    expect(await dump(target)).toEqual(await dump(source))
+      // A file changed behind replication's back on the target is copied again.
+      await put(target, "db/t/_d/f01.parquet", "tampered")
+      const r4 = await run(replicate(source, target, { keepPlanItems }))
+      expect(r4).toMatchObject({ files_copied: 1, files_deleted: 0 })
+      expect(await dump(target)).toEqual(await dump(source))
 
-    const status = await run(readReplicationStatus(reservedArea(target)))
-    expect(status.streams).toHaveLength(1)
-    expect(status.streams[0]).toMatchObject({ stream: "cluster", last_round: { round: 4, outcome: "completed" } })
-    expect(status.streams[0].lag_ms).toBeGreaterThanOrEqual(0)
-  })
+      const status = await run(readReplicationStatus(reservedArea(target)))
+      expect(status.streams).toHaveLength(1)
+      expect(status.streams[0]).toMatchObject({ stream: "cluster", last_round: { round: 4, outcome: "completed" } })
+      expect(status.streams[0].lag_ms).toBeGreaterThanOrEqual(0)
+    },
+  )
 
   it("MAX_DELETE stops the round before anything changes, and says so; --delete keep keeps", async () => {
     const source = await makeCluster("src")

@@ -11,8 +11,12 @@
  * target's directory, fsyncs it and then renames it over the target (or, for
  * `ifNotExists`, hard-links it to the target, which fails with EEXIST if the
  * target exists: an atomic create-only write), and finally fsyncs the
- * directory. The temp file is removed whatever happens. Readers therefore see
- * the previous file or the whole new one. Create-only puts need a file system
+ * directory (puts landing in one directory at the same time share that
+ * fsync; each still returns only after a sync that began after its rename).
+ * A missing directory is created (and its parents fsynced) when the temp
+ * file's open finds it missing. A put that fails or is interrupted removes
+ * its temp file (a successful one has moved it). Readers therefore see the
+ * previous file or the whole new one. Create-only puts need a file system
  * with hard links.
  *
  * # Listing
@@ -33,9 +37,19 @@
 import { Buffer } from "node:buffer"
 import { randomBytes } from "node:crypto"
 import type { BigIntStats, Dirent } from "node:fs"
-import { constants as fsConstants, lstatSync } from "node:fs"
+import {
+  close as closeFd,
+  constants as fsConstants,
+  fstat as fstatFd,
+  fsync as fsyncFd,
+  lstatSync,
+  open as openFd,
+  read as readFd,
+  write as writeFd,
+} from "node:fs"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
+import { promisify } from "node:util"
 import type * as Arr from "effect/Array"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -64,7 +78,13 @@ const deleteConcurrency = 16
 const missingDirRetries = 3
 
 const tempNamePattern = /^\..*\.tmp-[0-9a-f]{16}$/
-const tempName = (basename: string): string => `.${basename}.tmp-${randomBytes(8).toString("hex")}`
+/** Temp names: 8 random hex digits per process, then a counter (an O_EXCL open fails rather than share one). */
+const tempPrefix = randomBytes(4).toString("hex")
+let tempCounter = 0
+const tempName = (basename: string): string => {
+  tempCounter = (tempCounter + 1) >>> 0
+  return `.${basename}.tmp-${tempPrefix}${tempCounter.toString(16).padStart(8, "0")}`
+}
 
 // ---------------------------------------------------------------------------
 // Error classification
@@ -155,17 +175,64 @@ const objectInfo = (key: string, stats: BigIntStats): ObjectInfo => ({
 })
 
 /** fsync a directory so entries created or renamed in it survive a crash; a no-op where directories cannot be synced. */
-const syncDirectory = async (dir: string): Promise<void> => {
-  let handle: fs.FileHandle | undefined
-  try {
-    handle = await fs.open(dir, "r")
-    await handle.sync()
-  } catch (cause) {
-    const code = errnoCode(cause)
-    if (code !== "EINVAL" && code !== "EISDIR" && code !== "EPERM") throw cause
-  } finally {
-    await handle?.close()
+const syncDirectory = (dir: string): Promise<void> =>
+  // Plain descriptors and callbacks: a FileHandle costs several times more per call, and this runs once per put.
+  new Promise<void>((resolve, reject) => {
+    const unsupported = (cause: unknown) => {
+      const code = errnoCode(cause)
+      return code === "EINVAL" || code === "EISDIR" || code === "EPERM"
+    }
+    openFd(dir, "r", (openError, fd) => {
+      if (openError !== null) return unsupported(openError) ? resolve() : reject(openError)
+      fsyncFd(fd, (syncError) => closeFd(fd, () => (syncError !== null && !unsupported(syncError) ? reject(syncError) : resolve())))
+    })
+  })
+
+/**
+ * Directory fsyncs shared by concurrent writers ("group commit"): a writer
+ * that asks while a sync of the same directory is running waits for the NEXT
+ * sync (the running one may have started before its rename), and everyone
+ * who asks during one sync shares the next. Each caller still returns only
+ * once a sync that started after its request has finished, so a put is
+ * durable when it returns, with far fewer fsyncs when puts land side by side.
+ */
+interface Waiter {
+  readonly promise: Promise<void>
+  readonly resolve: () => void
+  readonly reject: (cause: unknown) => void
+}
+const makeWaiter = (): Waiter => {
+  let resolve!: () => void
+  let reject!: (cause: unknown) => void
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res
+    reject = rej
+  })
+  return { promise, resolve, reject }
+}
+const directorySyncs = new Map<string, { next: Waiter | undefined }>()
+const syncDirectoryShared = (dir: string): Promise<void> => {
+  const running = directorySyncs.get(dir)
+  if (running !== undefined) {
+    running.next ??= makeWaiter()
+    return running.next.promise
   }
+  const state: { next: Waiter | undefined } = { next: undefined }
+  directorySyncs.set(dir, state)
+  const first = makeWaiter()
+  void (async () => {
+    for (let current: Waiter | undefined = first; current !== undefined; current = state.next) {
+      state.next = undefined
+      try {
+        await syncDirectory(dir)
+        current.resolve()
+      } catch (cause) {
+        current.reject(cause)
+      }
+    }
+    directorySyncs.delete(dir)
+  })()
+  return first.promise
 }
 
 /**
@@ -198,7 +265,8 @@ const inDirectory = async <A>(dir: string, step: () => Promise<A>): Promise<A> =
   }
 }
 
-const removeQuietly = (file: string): Effect.Effect<void> => Effect.promise(() => fs.rm(file, { force: true }).catch(() => undefined))
+/** Removes a temp file, ignoring errors (it may never have been created). */
+const removeQuietly = (file: string): Effect.Effect<void> => Effect.promise(() => fs.unlink(file).catch(() => undefined))
 
 const closeQuietly = (handle: fs.FileHandle): Effect.Effect<void> => Effect.promise(() => handle.close().catch(() => undefined))
 
@@ -213,10 +281,29 @@ const readFully = async (handle: fs.FileHandle, target: Uint8Array, position: nu
   return filled
 }
 
-const writeFully = async (handle: fs.FileHandle, bytes: Uint8Array): Promise<void> => {
+// Plain descriptors for the one-call paths (a whole get, a put of bytes): a FileHandle costs
+// several times more per call than a descriptor and a callback, and these run once per object.
+const openP = promisify(openFd)
+const fstatP = promisify(fstatFd)
+const fsyncP = promisify(fsyncFd)
+const readP = promisify(readFd)
+const writeP = promisify(writeFd)
+const closeFdQuietly = (fd: number): Promise<void> => new Promise((resolve) => closeFd(fd, () => resolve()))
+
+const readFdFully = async (fd: number, target: Uint8Array, position: number): Promise<number> => {
+  let filled = 0
+  while (filled < target.length) {
+    const { bytesRead } = await readP(fd, target, filled, target.length - filled, position + filled)
+    if (bytesRead === 0) break
+    filled += bytesRead
+  }
+  return filled
+}
+
+const writeFdFully = async (fd: number, bytes: Uint8Array): Promise<void> => {
   let written = 0
   while (written < bytes.length) {
-    const { bytesWritten } = await handle.write(bytes, written, bytes.length - written)
+    const { bytesWritten } = await writeP(fd, bytes, written, bytes.length - written)
     written += bytesWritten
   }
 }
@@ -467,11 +554,18 @@ export const makeFsBlobStore = Effect.fnUntraced(function* (
     )
 
   const get = (key: string) =>
-    withObject("get", key, (handle, size) =>
+    Effect.flatMap(resolveKey("get", key), (file) =>
       attempt({ operation: "get", key }, async () => {
-        const bytes = uninitialized(size)
-        const read = await readFully(handle, bytes, 0)
-        return read === size ? bytes : bytes.slice(0, read)
+        const fd = await openP(file, fsConstants.O_RDONLY | (fsConstants.O_NOFOLLOW ?? 0))
+        try {
+          const stats = await fstatP(fd)
+          if (!stats.isFile()) throw notFound("get", key)
+          const bytes = uninitialized(stats.size)
+          const read = await readFdFully(fd, bytes, 0)
+          return read === bytes.length ? bytes : bytes.slice(0, read)
+        } finally {
+          await closeFdQuietly(fd)
+        }
       }),
     )
 
@@ -525,20 +619,22 @@ export const makeFsBlobStore = Effect.fnUntraced(function* (
   /** Streams `body` into a new exclusive temp file in `dir`, fsyncs it and returns its stats. */
   const writeTemp = (key: string, dir: string, temp: string, body: Body) =>
     Effect.acquireUseRelease(
-      attempt({ operation: "put", key, access: "write" }, () => inDirectory(dir, () => fs.open(temp, "wx"))),
-      (handle) =>
-        Effect.gen(function* () {
-          if (body instanceof Uint8Array) {
-            yield* attempt({ operation: "put", key }, () => writeFully(handle, body))
-          } else {
-            yield* Stream.runForEach(body, (chunk) => attempt({ operation: "put", key }, () => writeFully(handle, chunk)))
-          }
-          return yield* attempt({ operation: "put", key }, async () => {
-            await handle.sync()
-            return handle.stat({ bigint: true })
-          })
-        }),
-      closeQuietly,
+      attempt({ operation: "put", key, access: "write" }, () => inDirectory(dir, () => openP(temp, "wx"))),
+      (fd) => {
+        const syncAndStat = async () => {
+          await fsyncP(fd)
+          return fstatP(fd, { bigint: true })
+        }
+        return body instanceof Uint8Array
+          ? attempt({ operation: "put", key }, async () => {
+              await writeFdFully(fd, body)
+              return syncAndStat()
+            })
+          : Stream.runForEach(body, (chunk) => attempt({ operation: "put", key }, () => writeFdFully(fd, chunk))).pipe(
+              Effect.andThen(attempt({ operation: "put", key }, syncAndStat)),
+            )
+      },
+      (fd) => Effect.promise(() => closeFdQuietly(fd)),
     )
 
   /** Moves a finished temp file to `file`: rename (replace) or link + unlink (create-only). */
@@ -561,7 +657,7 @@ export const makeFsBlobStore = Effect.fnUntraced(function* (
         throw cause
       }
       await fs.unlink(temp)
-    }).pipe(Effect.andThen(attempt({ operation, key }, () => syncDirectory(path.dirname(file)))))
+    }).pipe(Effect.andThen(attempt({ operation, key }, () => syncDirectoryShared(path.dirname(file)))))
 
   const put = (key: string, body: Body, options?: PutOptions): Effect.Effect<ObjectInfo, BlobStoreError> =>
     Effect.gen(function* () {
@@ -569,11 +665,11 @@ export const makeFsBlobStore = Effect.fnUntraced(function* (
       const dir = path.dirname(file)
       const temp = path.join(dir, tempName(path.basename(file)))
       return yield* Effect.gen(function* () {
-        yield* attempt({ operation: "put", key, access: "write" }, () => makeDirectories(dir))
+        // The temp file's open creates the directories when they are missing (inDirectory).
         const stats = yield* writeTemp(key, dir, temp, body)
         yield* commit("put", key, temp, file, options?.ifNotExists === true)
         return objectInfo(key, stats)
-      }).pipe(Effect.ensuring(removeQuietly(temp)))
+      }).pipe(Effect.onError(() => removeQuietly(temp)))
     })
 
   const head = (key: string) =>
@@ -654,7 +750,7 @@ export const makeFsBlobStore = Effect.fnUntraced(function* (
         })
         yield* commit("copy", to, temp, file, false)
         return objectInfo(to, stats)
-      }).pipe(Effect.ensuring(removeQuietly(temp)))
+      }).pipe(Effect.onError(() => removeQuietly(temp)))
     })
 
   return {
