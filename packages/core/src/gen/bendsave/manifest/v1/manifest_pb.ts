@@ -21,7 +21,7 @@ import type { Message, UnknownEnum } from "@bufbuild/protobuf";
  * Describes the file bendsave/manifest/v1/manifest.proto.
  */
 export const file_bendsave_manifest_v1_manifest: GenFile = /*@__PURE__*/
-  fileDesc("CiNiZW5kc2F2ZS9tYW5pZmVzdC92MS9tYW5pZmVzdC5wcm90bxIUYmVuZHNhdmUubWFuaWZlc3QudjEigwIKDkJhY2t1cE1hbmlmZXN0EhYKDmZvcm1hdF92ZXJzaW9uGAEgASgNEhoKEm1pbl9yZWFkZXJfdmVyc2lvbhgCIAEoDRIZChFyZXF1aXJlZF9mZWF0dXJlcxgDIAMoCRI1CgtiYWNrdXBfbWV0YRgEIAEoCzIgLmJlbmRzYXZlLm1hbmlmZXN0LnYxLkJhY2t1cE1ldGESMwoHbWV0YXNydhgFIAEoCzIiLmJlbmRzYXZlLm1hbmlmZXN0LnYxLk1ldGFTbmFwc2hvdBI2CgdzdG9yYWdlGAYgASgLMiUuYmVuZHNhdmUubWFuaWZlc3QudjEuU3RvcmFnZVNuYXBzaG90IsYDCgpCYWNrdXBNZXRhEhEKCWJhY2t1cF9pZBgBIAEoCRI1CgtiYWNrdXBfdHlwZRgCIAEoDjIgLmJlbmRzYXZlLm1hbmlmZXN0LnYxLkJhY2t1cFR5cGUSGAoQcGFyZW50X2JhY2t1cF9pZBgDIAEoCRIUCgx0b29sX3ZlcnNpb24YBCABKAkSFAoMY2x1c3Rlcl9uYW1lGAUgASgJEi4KCnN0YXJ0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGNvbXBsZXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLbWV0YV9kcml2ZXIYCCABKAkSFgoOc3RvcmFnZV9kcml2ZXIYCSABKAkSPAoGbGFiZWxzGAogAygLMiwuYmVuZHNhdmUubWFuaWZlc3QudjEuQmFja3VwTWV0YS5MYWJlbHNFbnRyeRIsCgZ0b3RhbHMYCyABKAsyHC5iZW5kc2F2ZS5tYW5pZmVzdC52MS5Ub3RhbHMaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKQAQoGVG90YWxzEg0KBWZpbGVzGAEgASgEEg0KBWJ5dGVzGAIgASgEEg4KBmJsb2NrcxgDIAEoBBIRCgltZXRhX2tleXMYBCABKAQSFAoMZmlsZXNfcmV1c2VkGAUgASgEEhcKD2Jsb2Nrc191cGxvYWRlZBgGIAEoBBIWCg5ieXRlc191cGxvYWRlZBgHIAEoBCJTCgdQYWdlUmVmEhAKCGJsb2NrX2lkGAEgASgJEhIKCmJsb2NrX3NpemUYAiABKAQSEwoLZW50cnlfY291bnQYAyABKA0SDQoFZmlyc3QYBCABKAkikAEKDE1ldGFTbmFwc2hvdBIQCghyZXZpc2lvbhgBIAEoBBIOCgZkcml2ZXIYAiABKAkSDgoGcHJlZml4GAMgASgJEhEKCWtleV9jb3VudBgEIAEoBBINCgVieXRlcxgFIAEoBBIsCgVwYWdlcxgGIAMoCzIdLmJlbmRzYXZlLm1hbmlmZXN0LnYxLlBhZ2VSZWYiaAoPU3RvcmFnZVNuYXBzaG90EhIKCmZpbGVfY291bnQYASABKAQSEwoLdG90YWxfYnl0ZXMYAiABKAQSLAoFcGFnZXMYAyADKAsyHS5iZW5kc2F2ZS5tYW5pZmVzdC52MS5QYWdlUmVmIjsKCEZpbGVQYWdlEi8KBWZpbGVzGAEgAygLMiAuYmVuZHNhdmUubWFuaWZlc3QudjEuQmFja3VwRmlsZSKZAQoKQmFja3VwRmlsZRIMCgRwYXRoGAEgASgJEgwKBHNpemUYAiABKAQSDAoEZXRhZxgDIAEoCRIxCg1sYXN0X21vZGlmaWVkGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgZibG9ja3MYBSADKAsyHi5iZW5kc2F2ZS5tYW5pZmVzdC52MS5CbG9ja1JlZiIwCghCbG9ja1JlZhIQCghibG9ja19pZBgBIAEoCRISCgpibG9ja19zaXplGAIgASgEIjwKCE1ldGFQYWdlEjAKB2VudHJpZXMYASADKAsyHy5iZW5kc2F2ZS5tYW5pZmVzdC52MS5NZXRhRW50cnkiJwoJTWV0YUVudHJ5EgsKA2tleRgBIAEoDBINCgV2YWx1ZRgCIAEoDCpcCgpCYWNrdXBUeXBlEhsKF0JBQ0tVUF9UWVBFX1VOU1BFQ0lGSUVEEAASFAoQQkFDS1VQX1RZUEVfRlVMTBABEhsKF0JBQ0tVUF9UWVBFX0lOQ1JFTUVOVEFMEAJiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("CiNiZW5kc2F2ZS9tYW5pZmVzdC92MS9tYW5pZmVzdC5wcm90bxIUYmVuZHNhdmUubWFuaWZlc3QudjEivgIKDkJhY2t1cE1hbmlmZXN0EhYKDmZvcm1hdF92ZXJzaW9uGAEgASgNEhoKEm1pbl9yZWFkZXJfdmVyc2lvbhgCIAEoDRIZChFyZXF1aXJlZF9mZWF0dXJlcxgDIAMoCRI1CgtiYWNrdXBfbWV0YRgEIAEoCzIgLmJlbmRzYXZlLm1hbmlmZXN0LnYxLkJhY2t1cE1ldGESMwoHbWV0YXNydhgFIAEoCzIiLmJlbmRzYXZlLm1hbmlmZXN0LnYxLk1ldGFTbmFwc2hvdBI2CgdzdG9yYWdlGAYgASgLMiUuYmVuZHNhdmUubWFuaWZlc3QudjEuU3RvcmFnZVNuYXBzaG90EjkKCmNoZWNrcG9pbnQYByABKAsyJS5iZW5kc2F2ZS5tYW5pZmVzdC52MS5DaGVja3BvaW50U3RhdGUigwIKD0NoZWNrcG9pbnRTdGF0ZRIuCgp3cml0dGVuX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghzZXF1ZW5jZRgCIAEoBBIUCgxyZXN1bWVfYWZ0ZXIYAyABKAkSFgoObGFzdF9wYWdlX29wZW4YBCABKAgSNwoNcGFydGlhbF9maWxlcxgFIAMoCzIgLmJlbmRzYXZlLm1hbmlmZXN0LnYxLkJhY2t1cEZpbGUSEgoKZmlsZXNfcmVhZBgGIAEoBBISCgpieXRlc19yZWFkGAcgASgEEg8KB3Jlc3VtZXMYCCABKA0SDgoGd3JpdGVyGAkgASgJIsYDCgpCYWNrdXBNZXRhEhEKCWJhY2t1cF9pZBgBIAEoCRI1CgtiYWNrdXBfdHlwZRgCIAEoDjIgLmJlbmRzYXZlLm1hbmlmZXN0LnYxLkJhY2t1cFR5cGUSGAoQcGFyZW50X2JhY2t1cF9pZBgDIAEoCRIUCgx0b29sX3ZlcnNpb24YBCABKAkSFAoMY2x1c3Rlcl9uYW1lGAUgASgJEi4KCnN0YXJ0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGNvbXBsZXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLbWV0YV9kcml2ZXIYCCABKAkSFgoOc3RvcmFnZV9kcml2ZXIYCSABKAkSPAoGbGFiZWxzGAogAygLMiwuYmVuZHNhdmUubWFuaWZlc3QudjEuQmFja3VwTWV0YS5MYWJlbHNFbnRyeRIsCgZ0b3RhbHMYCyABKAsyHC5iZW5kc2F2ZS5tYW5pZmVzdC52MS5Ub3RhbHMaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKQAQoGVG90YWxzEg0KBWZpbGVzGAEgASgEEg0KBWJ5dGVzGAIgASgEEg4KBmJsb2NrcxgDIAEoBBIRCgltZXRhX2tleXMYBCABKAQSFAoMZmlsZXNfcmV1c2VkGAUgASgEEhcKD2Jsb2Nrc191cGxvYWRlZBgGIAEoBBIWCg5ieXRlc191cGxvYWRlZBgHIAEoBCJTCgdQYWdlUmVmEhAKCGJsb2NrX2lkGAEgASgJEhIKCmJsb2NrX3NpemUYAiABKAQSEwoLZW50cnlfY291bnQYAyABKA0SDQoFZmlyc3QYBCABKAkikAEKDE1ldGFTbmFwc2hvdBIQCghyZXZpc2lvbhgBIAEoBBIOCgZkcml2ZXIYAiABKAkSDgoGcHJlZml4GAMgASgJEhEKCWtleV9jb3VudBgEIAEoBBINCgVieXRlcxgFIAEoBBIsCgVwYWdlcxgGIAMoCzIdLmJlbmRzYXZlLm1hbmlmZXN0LnYxLlBhZ2VSZWYiaAoPU3RvcmFnZVNuYXBzaG90EhIKCmZpbGVfY291bnQYASABKAQSEwoLdG90YWxfYnl0ZXMYAiABKAQSLAoFcGFnZXMYAyADKAsyHS5iZW5kc2F2ZS5tYW5pZmVzdC52MS5QYWdlUmVmIjsKCEZpbGVQYWdlEi8KBWZpbGVzGAEgAygLMiAuYmVuZHNhdmUubWFuaWZlc3QudjEuQmFja3VwRmlsZSKZAQoKQmFja3VwRmlsZRIMCgRwYXRoGAEgASgJEgwKBHNpemUYAiABKAQSDAoEZXRhZxgDIAEoCRIxCg1sYXN0X21vZGlmaWVkGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgZibG9ja3MYBSADKAsyHi5iZW5kc2F2ZS5tYW5pZmVzdC52MS5CbG9ja1JlZiIwCghCbG9ja1JlZhIQCghibG9ja19pZBgBIAEoCRISCgpibG9ja19zaXplGAIgASgEIjwKCE1ldGFQYWdlEjAKB2VudHJpZXMYASADKAsyHy5iZW5kc2F2ZS5tYW5pZmVzdC52MS5NZXRhRW50cnkiJwoJTWV0YUVudHJ5EgsKA2tleRgBIAEoDBINCgV2YWx1ZRgCIAEoDCpcCgpCYWNrdXBUeXBlEhsKF0JBQ0tVUF9UWVBFX1VOU1BFQ0lGSUVEEAASFAoQQkFDS1VQX1RZUEVfRlVMTBABEhsKF0JBQ0tVUF9UWVBFX0lOQ1JFTUVOVEFMEAJiBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * The root record of one backup.
@@ -69,6 +69,16 @@ export type BackupManifest = Message<"bendsave.manifest.v1.BackupManifest"> & {
    * @generated from field: bendsave.manifest.v1.StorageSnapshot storage = 6;
    */
   storage?: StorageSnapshot | undefined;
+
+  /**
+   * Set only in the checkpoint of an unfinished backup (`checkpoints/<backup_id>.checkpoint`),
+   * never in a committed manifest: its presence marks the record as in progress. A checkpoint's
+   * `storage.pages` hold the files finished so far (a prefix of the path-sorted file list) and
+   * `metasrv.pages` the complete meta snapshot taken when the backup first started.
+   *
+   * @generated from field: bendsave.manifest.v1.CheckpointState checkpoint = 7;
+   */
+  checkpoint?: CheckpointState | undefined;
 };
 
 /**
@@ -77,6 +87,87 @@ export type BackupManifest = Message<"bendsave.manifest.v1.BackupManifest"> & {
  */
 export const BackupManifestSchema: GenMessage<BackupManifest> = /*@__PURE__*/
   messageDesc(file_bendsave_manifest_v1_manifest, 0);
+
+/**
+ * Resume state of an unfinished backup (see docs/repository-format.md, "Checkpoints").
+ *
+ * @generated from message bendsave.manifest.v1.CheckpointState
+ */
+export type CheckpointState = Message<"bendsave.manifest.v1.CheckpointState"> & {
+  /**
+   * When this checkpoint was written.
+   *
+   * @generated from field: google.protobuf.Timestamp written_at = 1;
+   */
+  writtenAt?: Timestamp | undefined;
+
+  /**
+   * 1 for the first checkpoint of a backup, then +1 for every rewrite.
+   *
+   * @generated from field: uint64 sequence = 2;
+   */
+  sequence: bigint;
+
+  /**
+   * Every file whose path sorts at or before this one (bytewise UTF-8) is finished and is in
+   * `storage.pages`; the backup continues with the files after it. Empty: no file finished yet.
+   *
+   * @generated from field: string resume_after = 3;
+   */
+  resumeAfter: string;
+
+  /**
+   * The last entry of `storage.pages` is an open page: finished files that were not yet cut into a
+   * page of their own. A resumed backup reads them back as the start of its next page, so its
+   * pages are the same blocks as those of an uninterrupted backup.
+   *
+   * @generated from field: bool last_page_open = 4;
+   */
+  lastPageOpen: boolean;
+
+  /**
+   * Files after `resume_after` that were being read: `blocks` is the stored prefix of the file's
+   * blocks (in file order); `size`, `etag` and `last_modified` identify the version that was read.
+   * A resumed backup continues such a file after its last stored block when the source file is
+   * still the same version, and reads it again otherwise.
+   *
+   * @generated from field: repeated bendsave.manifest.v1.BackupFile partial_files = 5;
+   */
+  partialFiles: BackupFile[];
+
+  /**
+   * Files and bytes read from the source so far, over all runs of this backup.
+   *
+   * @generated from field: uint64 files_read = 6;
+   */
+  filesRead: bigint;
+
+  /**
+   * @generated from field: uint64 bytes_read = 7;
+   */
+  bytesRead: bigint;
+
+  /**
+   * How many times this backup was resumed.
+   *
+   * @generated from field: uint32 resumes = 8;
+   */
+  resumes: number;
+
+  /**
+   * Who wrote this checkpoint (`<host> pid <pid>`), for humans.
+   *
+   * @generated from field: string writer = 9;
+   */
+  writer: string;
+};
+
+/**
+ * Describes the message bendsave.manifest.v1.CheckpointState.
+ * Use `create(CheckpointStateSchema)` to create a new message.
+ */
+export const CheckpointStateSchema: GenMessage<CheckpointState> = /*@__PURE__*/
+  messageDesc(file_bendsave_manifest_v1_manifest, 1);
 
 /**
  * @generated from message bendsave.manifest.v1.BackupMeta
@@ -155,7 +246,7 @@ export type BackupMeta = Message<"bendsave.manifest.v1.BackupMeta"> & {
  * Use `create(BackupMetaSchema)` to create a new message.
  */
 export const BackupMetaSchema: GenMessage<BackupMeta> = /*@__PURE__*/
-  messageDesc(file_bendsave_manifest_v1_manifest, 1);
+  messageDesc(file_bendsave_manifest_v1_manifest, 2);
 
 /**
  * @generated from message bendsave.manifest.v1.Totals
@@ -210,7 +301,7 @@ export type Totals = Message<"bendsave.manifest.v1.Totals"> & {
  * Use `create(TotalsSchema)` to create a new message.
  */
 export const TotalsSchema: GenMessage<Totals> = /*@__PURE__*/
-  messageDesc(file_bendsave_manifest_v1_manifest, 2);
+  messageDesc(file_bendsave_manifest_v1_manifest, 3);
 
 /**
  * Reference to one page (a FilePage or MetaPage) stored as a block.
@@ -250,7 +341,7 @@ export type PageRef = Message<"bendsave.manifest.v1.PageRef"> & {
  * Use `create(PageRefSchema)` to create a new message.
  */
 export const PageRefSchema: GenMessage<PageRef> = /*@__PURE__*/
-  messageDesc(file_bendsave_manifest_v1_manifest, 3);
+  messageDesc(file_bendsave_manifest_v1_manifest, 4);
 
 /**
  * @generated from message bendsave.manifest.v1.MetaSnapshot
@@ -303,7 +394,7 @@ export type MetaSnapshot = Message<"bendsave.manifest.v1.MetaSnapshot"> & {
  * Use `create(MetaSnapshotSchema)` to create a new message.
  */
 export const MetaSnapshotSchema: GenMessage<MetaSnapshot> = /*@__PURE__*/
-  messageDesc(file_bendsave_manifest_v1_manifest, 4);
+  messageDesc(file_bendsave_manifest_v1_manifest, 5);
 
 /**
  * @generated from message bendsave.manifest.v1.StorageSnapshot
@@ -332,7 +423,7 @@ export type StorageSnapshot = Message<"bendsave.manifest.v1.StorageSnapshot"> & 
  * Use `create(StorageSnapshotSchema)` to create a new message.
  */
 export const StorageSnapshotSchema: GenMessage<StorageSnapshot> = /*@__PURE__*/
-  messageDesc(file_bendsave_manifest_v1_manifest, 5);
+  messageDesc(file_bendsave_manifest_v1_manifest, 6);
 
 /**
  * A page of the file list: files sorted by path, stored as one block.
@@ -351,7 +442,7 @@ export type FilePage = Message<"bendsave.manifest.v1.FilePage"> & {
  * Use `create(FilePageSchema)` to create a new message.
  */
 export const FilePageSchema: GenMessage<FilePage> = /*@__PURE__*/
-  messageDesc(file_bendsave_manifest_v1_manifest, 6);
+  messageDesc(file_bendsave_manifest_v1_manifest, 7);
 
 /**
  * One file of the cluster's storage.
@@ -397,7 +488,7 @@ export type BackupFile = Message<"bendsave.manifest.v1.BackupFile"> & {
  * Use `create(BackupFileSchema)` to create a new message.
  */
 export const BackupFileSchema: GenMessage<BackupFile> = /*@__PURE__*/
-  messageDesc(file_bendsave_manifest_v1_manifest, 7);
+  messageDesc(file_bendsave_manifest_v1_manifest, 8);
 
 /**
  * @generated from message bendsave.manifest.v1.BlockRef
@@ -421,7 +512,7 @@ export type BlockRef = Message<"bendsave.manifest.v1.BlockRef"> & {
  * Use `create(BlockRefSchema)` to create a new message.
  */
 export const BlockRefSchema: GenMessage<BlockRef> = /*@__PURE__*/
-  messageDesc(file_bendsave_manifest_v1_manifest, 8);
+  messageDesc(file_bendsave_manifest_v1_manifest, 9);
 
 /**
  * A page of the meta snapshot: entries sorted bytewise by key, stored as one block.
@@ -440,7 +531,7 @@ export type MetaPage = Message<"bendsave.manifest.v1.MetaPage"> & {
  * Use `create(MetaPageSchema)` to create a new message.
  */
 export const MetaPageSchema: GenMessage<MetaPage> = /*@__PURE__*/
-  messageDesc(file_bendsave_manifest_v1_manifest, 9);
+  messageDesc(file_bendsave_manifest_v1_manifest, 10);
 
 /**
  * @generated from message bendsave.manifest.v1.MetaEntry
@@ -464,7 +555,7 @@ export type MetaEntry = Message<"bendsave.manifest.v1.MetaEntry"> & {
  * Use `create(MetaEntrySchema)` to create a new message.
  */
 export const MetaEntrySchema: GenMessage<MetaEntry> = /*@__PURE__*/
-  messageDesc(file_bendsave_manifest_v1_manifest, 10);
+  messageDesc(file_bendsave_manifest_v1_manifest, 11);
 
 /**
  * @generated from enum bendsave.manifest.v1.BackupType
