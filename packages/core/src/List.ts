@@ -9,6 +9,8 @@ import { listBackupIds, type Repository, readManifest } from "./Repository.ts"
 
 export interface BackupSummary {
   readonly backup_id: string
+  /** "committed": a manifest; "incomplete": the checkpoint of an unfinished backup (Checkpoint.ts). */
+  readonly state: "committed" | "incomplete"
   readonly backup_type: "full" | "incremental"
   readonly parent_backup_id: string | null
   readonly cluster: string
@@ -30,6 +32,7 @@ export const summarize = (m: BackupManifest): BackupSummary => {
   const totals = meta?.totals
   return {
     backup_id: meta?.backupId ?? "",
+    state: m.checkpoint === undefined ? "committed" : "incomplete",
     backup_type: meta?.backupType === BackupType.INCREMENTAL ? "incremental" : "full",
     parent_backup_id: meta?.parentBackupId ? meta.parentBackupId : null,
     cluster: meta?.clusterName ?? "",
@@ -47,6 +50,7 @@ export const summarize = (m: BackupManifest): BackupSummary => {
 
 const damagedSummary = (backupId: string, problem: string): BackupSummary => ({
   backup_id: backupId,
+  state: "committed",
   backup_type: "full",
   parent_backup_id: null,
   cluster: "",

@@ -70,11 +70,12 @@ const makePageWriter = <A>(
   firstOf: (a: A) => string,
   encode: (entries: ReadonlyArray<A>) => Uint8Array,
   reuse: (entries: ReadonlyArray<A>) => PageRef | undefined = () => undefined,
+  initial?: WriterState<A>,
 ) => {
-  const pages: Array<PageRef> = []
+  const pages: Array<PageRef> = [...(initial?.pages ?? [])]
   const stats: PageStats = { pagesUploaded: 0, pageBytesUploaded: 0 }
-  let current: Array<A> = []
-  let currentBytes = 0
+  let current: Array<A> = [...(initial?.open ?? [])]
+  let currentBytes = current.reduce((n, entry) => n + sizeOf(entry), 0)
   const flush = Effect.suspend(() => {
     if (current.length === 0) return Effect.void
     const entries = current
@@ -109,12 +110,28 @@ const makePageWriter = <A>(
         }
       }
     })
-  return { add, addAll, finish: flush.pipe(Effect.map(() => pages)), stats }
+  /**
+   * The pages stored so far and the entries not cut into a page yet (copies).
+   * Consistent only between calls of add/addAll/finish (the caller serializes).
+   */
+  const state = (): WriterState<A> => ({ pages: [...pages], open: [...current] })
+  return { add, addAll, finish: flush.pipe(Effect.map(() => pages)), stats, state }
+}
+
+/** Where a page writer stands: stored pages, and entries of the page not cut yet. */
+export interface WriterState<A> {
+  readonly pages: ReadonlyArray<PageRef>
+  readonly open: ReadonlyArray<A>
 }
 
 const fileRecordSize = (file: BackupFile) => file.path.length + 48 + file.blocks.length * 80
 
-export const makeFilePageWriter = (repo: Repository, reuse?: (files: ReadonlyArray<BackupFile>) => PageRef | undefined) =>
+/** A writer of file pages; `initial` continues where another writer stood (a resumed backup). */
+export const makeFilePageWriter = (
+  repo: Repository,
+  reuse?: (files: ReadonlyArray<BackupFile>) => PageRef | undefined,
+  initial?: WriterState<BackupFile>,
+) =>
   makePageWriter<BackupFile>(
     repo,
     (f) => encoder.encode(f.path),
@@ -122,7 +139,12 @@ export const makeFilePageWriter = (repo: Repository, reuse?: (files: ReadonlyArr
     (f) => f.path,
     encodeFilePage,
     reuse,
+    initial,
   )
+
+/** Stores `files` as one file page (not cut at a content boundary: a checkpoint's open page). */
+export const storeFilePage = (repo: Repository, files: ReadonlyArray<BackupFile>) =>
+  storePage(repo, encodeFilePage(files), files.length, files[0]?.path ?? "", { pagesUploaded: 0, pageBytesUploaded: 0 })
 
 export const makeMetaPageWriter = (repo: Repository) =>
   makePageWriter<MetaEntry>(

@@ -11,6 +11,12 @@
  *   create-only put that finds the key after a retry checks whether the
  *   object is its own earlier attempt (same bytes) before reporting
  *   AlreadyExists.
+ * - **timeouts**: a single request (get, getRange, head, delete, a put of
+ *   bytes) that does not answer within `requestTimeoutMs` is abandoned and
+ *   fails as a retryable `Unavailable` error, so a hung connection becomes a
+ *   retry instead of a backup that never ends. Streams, listings, batch
+ *   deletes and server-side copies have no overall deadline (they may
+ *   legitimately take long).
  * - **concurrency**: at most N requests of one store in flight.
  * - **bandwidth**: upload (bytes written) and download (bytes read) limits in
  *   bytes per second, shared by every store of the process (the CLI's
@@ -23,7 +29,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
-import { type BlobStore, type BlobStoreError, type Body, compareKeysBytewise, type ObjectInfo, type PutOptions } from "./BlobStore.ts"
+import { type BlobStore, BlobStoreError, type Body, compareKeysBytewise, type ObjectInfo, type PutOptions } from "./BlobStore.ts"
 
 export interface RetryPolicy {
   /** Attempts in all (1 = no retry). */
@@ -45,12 +51,22 @@ export interface StorageLimitsSettings {
   readonly concurrency: number | undefined
   readonly upload: RateLimiter | undefined
   readonly download: RateLimiter | undefined
+  /** A single request that takes longer fails as retryable `Unavailable` (undefined: no deadline). */
+  readonly requestTimeoutMs?: number | undefined
 }
 
 export const DEFAULT_RETRY: RetryPolicy = { attempts: 6, baseDelayMs: 200, maxDelayMs: 15_000 }
+/** Deadline of one request: an 8 MiB block in 2 minutes is 68 KiB/s, slower than any link bendsave is meant for. */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 120_000
 
 export const StorageLimits = Context.Reference<StorageLimitsSettings>("@bendsave/core/StorageLimits", {
-  defaultValue: () => ({ retry: DEFAULT_RETRY, concurrency: 64, upload: undefined, download: undefined }),
+  defaultValue: () => ({
+    retry: DEFAULT_RETRY,
+    concurrency: 64,
+    upload: undefined,
+    download: undefined,
+    requestTimeoutMs: DEFAULT_REQUEST_TIMEOUT_MS,
+  }),
 })
 
 // ---------------------------------------------------------------------------
@@ -196,6 +212,38 @@ export const withRetry = (store: BlobStore, policy: RetryPolicy): BlobStore => {
   }
 }
 
+/**
+ * A deadline for every single request: one that does not answer within `ms`
+ * is interrupted and fails with a retryable `Unavailable` error (the retry
+ * wrapper outside then tries again). Streamed puts and reads, listings, batch
+ * deletes and copies are left alone.
+ */
+export const withRequestTimeout = (store: BlobStore, ms: number): BlobStore => {
+  const timed = <A>(operation: string, key: string | undefined, effect: Effect.Effect<A, BlobStoreError>) =>
+    Effect.timeoutOrElse(effect, {
+      duration: ms,
+      orElse: () =>
+        Effect.fail(
+          new BlobStoreError({
+            reason: "Unavailable",
+            driver: store.driver,
+            operation,
+            key,
+            detail: `no answer within ${ms / 1000} s (the request timed out; the service or the network hangs)`,
+            retryable: true,
+          }),
+        ),
+    })
+  return {
+    ...store,
+    get: (key) => timed("get", key, store.get(key)),
+    getRange: (key, offset, length) => timed("getRange", key, store.getRange(key, offset, length)),
+    put: (key, body, options) => (body instanceof Uint8Array ? timed("put", key, store.put(key, body, options)) : store.put(key, body, options)),
+    head: (key) => timed("head", key, store.head(key)),
+    delete: (key) => timed("delete", key, store.delete(key)),
+  }
+}
+
 /** At most `permits` requests of the store in flight (streams hold a permit while they open). */
 export const withConcurrencyLimit = (store: BlobStore, permits: number): BlobStore => {
   const semaphore = Semaphore.makeUnsafe(permits)
@@ -234,9 +282,14 @@ export const withBandwidthLimit = (
   }
 }
 
-/** Puts the wrappers the settings ask for around `store` (bandwidth outermost, then retry, then concurrency). */
+/**
+ * Puts the wrappers the settings ask for around `store` (bandwidth outermost,
+ * then retry, then concurrency, then the request deadline, which therefore
+ * times the request itself, not its wait for a concurrency slot).
+ */
 export const applyStorageLimits = (store: BlobStore, settings: StorageLimitsSettings): BlobStore => {
   let wrapped = store
+  if (settings.requestTimeoutMs !== undefined && settings.requestTimeoutMs > 0) wrapped = withRequestTimeout(wrapped, settings.requestTimeoutMs)
   if (settings.concurrency !== undefined) wrapped = withConcurrencyLimit(wrapped, settings.concurrency)
   if (settings.retry !== undefined && settings.retry.attempts > 1) wrapped = withRetry(wrapped, settings.retry)
   if (settings.upload !== undefined || settings.download !== undefined) wrapped = withBandwidthLimit(wrapped, settings)

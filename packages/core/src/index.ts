@@ -4,6 +4,7 @@
  */
 export * from "./Backup.ts"
 export * from "./BlobStore.ts"
+export * from "./Checkpoint.ts"
 export * from "./ClusterConfig.ts"
 export { makeFsBlobStore } from "./drivers/FsBlobStore.ts"
 export { makeLocalMetaStore } from "./drivers/LocalMetaStore.ts"

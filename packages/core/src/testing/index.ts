@@ -1,2 +1,3 @@
 export * from "./BlobStoreConformance.ts"
 export * from "./MetaStoreConformance.ts"
+export * from "./FaultyBlobStore.ts"
