@@ -6,8 +6,10 @@
 import { createWriteStream } from "node:fs"
 import { readFile } from "node:fs/promises"
 import {
+  abandonBackup,
   backup,
   checkBackup,
+  listIncompleteBackups,
   formatMetaLine,
   listBackups,
   loadClusterConfig,
@@ -164,31 +166,59 @@ const loadCluster = (file: string, create: boolean) =>
 
 // backup -----------------------------------------------------------------------------------------
 
+/** "5s", "500ms", "2m" or a number of seconds, in milliseconds; undefined when invalid. */
+const parseDuration = (text: string): number | undefined => {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/i.exec(text)
+  if (match === null) return undefined
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(match[2] ?? "s").toLowerCase() as "ms" | "s" | "m" | "h"]
+  const ms = Number(match[1]) * unit
+  return Number.isFinite(ms) && ms >= 10 ? Math.round(ms) : undefined
+}
+
 const backupCommand = Command.make(
   "backup",
   {
     from: Flag.String("from").pipe(Flag.withDescription("Cluster file (TOML) of the cluster to back up")),
     to: Flag.String("to").pipe(Flag.withDescription("Repository: a path or URL (created on first use)")),
+    checkpointInterval: Flag.String("checkpoint-interval").pipe(
+      Flag.withDescription("Save resumable progress into the repository at least this often (default 5s; e.g. 500ms, 30s, 2m)"),
+      Flag.filterMap(
+        (text) => Option.fromUndefinedOr(parseDuration(text)),
+        (text) => `'${text}' is not a duration: write e.g. 5s, 500ms or 2m (at least 10ms)`,
+      ),
+      Flag.optional,
+    ),
     json: jsonFlag,
   },
-  ({ from, to, json }) => {
+  ({ from, to, checkpointInterval, json }) => {
     const bar = makeProgressBar(!json)
+    const say = (text: string) => {
+      bar.clear()
+      process.stderr.write(`${text}\n`)
+    }
     return runVerb(
       json,
       Effect.gen(function* () {
         const { cluster } = yield* loadCluster(from, false)
         const repo = yield* openRepositoryAt(to, { create: true })
         return yield* backup(cluster, repo, {
-          onProgress: bar.active
-            ? (p) => bar.draw({ label: p.phase === "files" ? "backup" : p.phase, ...p })
-            : undefined,
+          onProgress: bar.active ? (p) => bar.draw({ label: p.phase === "files" ? "backup" : p.phase, ...p }) : undefined,
+          ...(Option.isSome(checkpointInterval) ? { checkpointIntervalMs: checkpointInterval.value } : {}),
+          onResume: (r) =>
+            say(
+              `resuming backup ${r.backup_id} of cluster ${r.cluster} (started ${r.started_at}, last checkpoint ${r.checkpointed_at}): ` +
+                `${r.files_done} files (${formatBytes(r.bytes_done)}) already done${r.files_partial > 0 ? `, ${r.files_partial} partly read` : ""}, meta snapshot at revision ${r.meta_revision}`,
+            ),
+          onNotice: (text) => say(`note: ${text}`),
+          onVacuumWait: (v) =>
+            say(`waiting for a vacuum that is deleting blocks (${v.operation}, pid ${v.holder.pid} on ${v.holder.host})...`),
         })
       }).pipe(Effect.ensuring(Effect.sync(bar.clear))),
       (r) =>
         [
-          `backup ${r.backup_id} committed (${r.backup_type}${r.parent_backup_id ? `, parent ${r.parent_backup_id}` : ""})`,
+          `backup ${r.backup_id} committed (${r.backup_type}${r.parent_backup_id ? `, parent ${r.parent_backup_id}` : ""}${r.resumed ? ", resumed" : ""})`,
           `  manifest: ${r.manifest}`,
-          `  files:    ${r.files_total} (${r.files_reused} reused unchanged, ${r.files_read} read), ${formatBytes(r.bytes_total)}`,
+          `  files:    ${r.files_total} (${r.files_reused} reused unchanged, ${r.resumed ? `${r.files_resumed} done before the interruption, ` : ""}${r.files_read} read), ${formatBytes(r.bytes_total)}`,
           `  read:     ${formatBytes(r.bytes_read)}`,
           `  uploaded: ${r.blocks_uploaded} blocks, ${formatBytes(r.bytes_uploaded)} (${r.blocks_deduplicated} blocks already stored)`,
           `  meta:     ${r.meta_keys} keys at revision ${r.meta_revision}`,
@@ -197,8 +227,35 @@ const backupCommand = Command.make(
     )
   },
 ).pipe(
-  Command.withDescription("Back up a cluster (meta snapshot + storage) into a repository; incremental after the first"),
+  Command.withDescription(
+    "Back up a cluster (meta snapshot + storage) into a repository; incremental after the first; an interrupted backup is resumed by running the same command again",
+  ),
   Command.withExamples([{ command: "bendsave backup --from cluster.toml --to ./backups", description: "Back up into a local repository" }]),
+)
+
+// abandon ----------------------------------------------------------------------------------------
+
+const abandonCommand = Command.make(
+  "abandon",
+  {
+    repository: Argument.String("repository").pipe(Argument.withDescription("Repository path or URL")),
+    backupId: Argument.String("backup-id").pipe(Argument.withDescription("Id of the incomplete backup (see `bendsave list`)")),
+    json: jsonFlag,
+  },
+  ({ repository, backupId, json }) =>
+    runVerb(
+      json,
+      Effect.gen(function* () {
+        const repo = yield* openRepositoryAt(repository)
+        return yield* abandonBackup(repo, backupId)
+      }),
+      (r) =>
+        `abandoned incomplete backup ${r.backup_id}${r.cluster ? ` of cluster ${r.cluster}` : ""} (${r.files_done} files were done); ` +
+        "the next backup starts afresh, and `bendsave vacuum` removes the blocks only it referenced",
+    ),
+).pipe(
+  Command.withDescription("Abandon an incomplete (interrupted) backup so that the next backup does not resume it"),
+  Command.withExamples([{ command: "bendsave abandon ./backups 20250114_201500", description: "Drop an interrupted backup's checkpoint" }]),
 )
 
 // list -------------------------------------------------------------------------------------------
@@ -214,27 +271,59 @@ const listCommand = Command.make(
       json,
       Effect.gen(function* () {
         const repo = yield* openRepositoryAt(repository)
-        return { repository: repo.location, backups: yield* listBackups(repo) }
+        return { repository: repo.location, backups: yield* listBackups(repo), incomplete: yield* listIncompleteBackups(repo) }
       }),
-      (r) =>
-        r.backups.length === 0
-          ? `no backups in ${r.repository}`
-          : table(
-              ["BACKUP", "TYPE", "CLUSTER", "STARTED (UTC)", "FILES", "SIZE", "UPLOADED", "META KEYS", "REVISION"],
-              r.backups.map((b) => b.damaged !== undefined ? [b.backup_id, "DAMAGED", b.damaged] : [
-                b.backup_id,
-                b.backup_type,
-                b.cluster,
-                b.started_at.replace("T", " ").replace(/\.\d+Z$/, ""),
-                String(b.files),
-                formatBytes(b.bytes),
-                formatBytes(b.bytes_uploaded),
-                String(b.meta_keys),
-                String(b.meta_revision),
-              ]),
-            ),
+      (r) => {
+        if (r.backups.length === 0 && r.incomplete.length === 0) return `no backups in ${r.repository}`
+        const rows = [
+          ...r.backups.map((b) => ({
+            id: b.backup_id,
+            cells:
+              b.damaged !== undefined
+                ? [b.backup_id, "DAMAGED", b.damaged]
+                : [
+                    b.backup_id,
+                    b.state,
+                    b.backup_type,
+                    b.cluster,
+                    b.started_at.replace("T", " ").replace(/\.\d+Z$/, ""),
+                    String(b.files),
+                    formatBytes(b.bytes),
+                    formatBytes(b.bytes_uploaded),
+                    String(b.meta_keys),
+                    String(b.meta_revision),
+                  ],
+          })),
+          ...r.incomplete.map((b) => ({
+            id: b.backup_id,
+            cells:
+              b.damaged !== undefined
+                ? [b.backup_id, "INCOMPLETE (DAMAGED)", b.damaged]
+                : [
+                    b.backup_id,
+                    b.running ? `RUNNING (${b.running_by})` : "INCOMPLETE",
+                    b.backup_type,
+                    b.cluster,
+                    b.started_at.replace("T", " ").replace(/\.\d+Z$/, ""),
+                    `${b.files} so far`,
+                    formatBytes(b.bytes),
+                    formatBytes(b.bytes_uploaded),
+                    String(b.meta_keys),
+                    String(b.meta_revision),
+                  ],
+          })),
+        ].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+        const text = table(
+          ["BACKUP", "STATE", "TYPE", "CLUSTER", "STARTED (UTC)", "FILES", "SIZE", "UPLOADED", "META KEYS", "REVISION"],
+          rows.map((row) => row.cells),
+        )
+        const resumable = r.incomplete.filter((b) => !b.running)
+        return resumable.length === 0
+          ? text
+          : `${text}\n\nincomplete backups resume when the same backup command runs again; \`bendsave abandon ${r.repository} <backup-id>\` drops one`
+      },
     ),
-).pipe(Command.withDescription("List the backups in a repository"))
+).pipe(Command.withDescription("List the backups in a repository (committed, and incomplete ones that can be resumed or abandoned)"))
 
 // restore ----------------------------------------------------------------------------------------
 
@@ -293,7 +382,7 @@ const restoreCommand = Command.make(
             : `restored backup ${r.backup_id}`,
           `  files in backup:   ${r.files_total} (${formatBytes(r.bytes_total)})`,
           `  files to write:    ${r.files_to_write} (${formatBytes(r.bytes_to_write)})${r.sample_write.length > 0 ? `  e.g. ${r.sample_write.join(", ")}` : ""}`,
-          `  already identical: ${r.files_identical} (skipped)`,
+          `  already identical: ${r.files_identical} (skipped${r.dry_run ? "" : ", e.g. written by an interrupted run"})`,
           `  files to delete:   ${r.files_to_delete}${r.sample_delete.length > 0 ? `  e.g. ${r.sample_delete.join(", ")}` : ""} (in the target but not in the backup)`,
           `  meta keys:         ${r.meta.added} to add, ${r.meta.changed} to change, ${r.meta.removed} to remove, ${r.meta.unchanged} unchanged`,
         ]
@@ -937,6 +1026,7 @@ const root = Command.make("bendsave").pipe(
   Command.withSubcommands([
     backupCommand,
     listCommand,
+    abandonCommand,
     restoreCommand,
     verifyCommand,
     vacuumCommand,

@@ -62,7 +62,14 @@ import {
   READER_VERSION,
 } from "./Manifest.ts"
 import type { MetaStore } from "./MetaStore.ts"
-import { comparePaths as comparePathsBytewise, makeFilePageWriter, makeMetaPageWriter, makeParentCursor, readFilePage, storeFilePage } from "./Pages.ts"
+import {
+  comparePaths as comparePathsBytewise,
+  makeFilePageWriter,
+  makeMetaPageWriter,
+  makeParentCursor,
+  readFilePage,
+  storeFilePage,
+} from "./Pages.ts"
 import { BLOCK_SIZE, commitManifest, hasBlock, manifestKey, putBlock, type Repository, readManifest } from "./Repository.ts"
 import { TOOL_VERSION } from "./Version.ts"
 
@@ -215,7 +222,9 @@ const findResumable = Effect.fnUntraced(function* (cluster: Cluster, repo: Repos
     const checkpoint = yield* readCheckpoint(repo, id).pipe(
       Effect.catchTag("ManifestError", (e) =>
         Effect.sync(() => {
-          notice(`the checkpoint of incomplete backup ${id} cannot be read (${e.detail}); left alone: abandon it with \`bendsave abandon ${repo.location} ${id}\``)
+          notice(
+            `the checkpoint of incomplete backup ${id} cannot be read (${e.detail}); left alone: abandon it with \`bendsave abandon ${repo.location} ${id}\``,
+          )
           return undefined
         }),
       ),
@@ -370,7 +379,7 @@ const backupUnderLease = Effect.fn("Backup.run")(function* (cluster: Cluster, re
         ...(completedAt !== undefined ? { completedAt: timestampFromMs(completedAt) } : {}),
         metaDriver: cluster.meta.driver,
         storageDriver: cluster.storage.driver,
-        labels: options.labels ?? (resumed?.backupMeta?.labels ?? {}),
+        labels: options.labels ?? resumed?.backupMeta?.labels ?? {},
         totals: {
           files: BigInt(done.files),
           bytes: BigInt(done.bytes),

@@ -70,7 +70,10 @@ export const decodeCheckpoint = (bytes: Uint8Array, source: string, backupId: st
 }
 
 /** The checkpoint of `backupId`, or undefined when there is none. */
-export const readCheckpoint = (repo: Repository, backupId: string): Effect.Effect<BackupManifest | undefined, BlobStoreError | ManifestError> =>
+export const readCheckpoint = (
+  repo: Repository,
+  backupId: string,
+): Effect.Effect<BackupManifest | undefined, BlobStoreError | ManifestError> =>
   Effect.gen(function* () {
     const key = checkpointKey(backupId)
     const bytes = yield* repo.store.get(key).pipe(

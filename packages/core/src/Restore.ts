@@ -10,9 +10,18 @@
  * 3. With `confirm`: write each file from re-hashed blocks via the storage
  *    driver's atomic put (temp + rename: no half-written file is ever
  *    visible), delete the extra files, then replace the meta keyspace last.
+ *
+ * # Resume
+ * A restore that was killed is finished by running it again: files it had
+ * already written are identical to the backup (re-hashed block by block in
+ * the plan) and are skipped (`files_skipped`), and the meta keyspace, which
+ * is only replaced after every file is in place, is replaced then. While it
+ * writes, a restore holds a shared `restore` lease naming the backup, so a
+ * vacuum keeps that backup whatever its retention policy says.
  */
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import type { Cluster } from "./Backup.ts"
@@ -20,6 +29,7 @@ import { RESERVED_STORAGE_PREFIX } from "./Backup.ts"
 import type { BlobStore, ObjectInfo } from "./BlobStore.ts"
 import { BlobStoreError } from "./BlobStore.ts"
 import { hashBlock } from "./Hash.ts"
+import { acquireSharedLease, type Lease } from "./Lease.ts"
 import { type BackupFile, type BackupManifest, ManifestError, unsafePathProblem } from "./Manifest.ts"
 import type { MetaDiff } from "./MetaStore.ts"
 import { comparePaths, streamFiles, streamMetaEntries } from "./Pages.ts"
@@ -60,6 +70,8 @@ export interface RestorePlan {
 }
 
 export interface RestoreResult extends RestorePlan {
+  /** Files the target already held exactly (re-hashed), left as they were: e.g. written by an earlier, interrupted run. */
+  readonly files_skipped: number
   readonly files_written: number
   readonly bytes_written: number
   readonly files_deleted: number
@@ -185,8 +197,32 @@ export interface CheckedBackup {
   readonly bytesTotal: number
 }
 
+/** The shared lease kind of a running restore (`details.backup_id` names the backup it reads). */
+export const RESTORE_LEASE = "restore"
+
+/**
+ * The restore lease, when the repository takes one: a read-only repository
+ * (no permission to write, or a read-only driver) is restored from without.
+ */
+const takeRestoreLease = (repo: Repository, backupId: string, cluster: string): Effect.Effect<Lease | undefined, never, Scope.Scope> =>
+  acquireSharedLease(repo.store, RESTORE_LEASE, {
+    operation: `restore of backup ${backupId} into cluster ${cluster}`,
+    details: { backup_id: backupId, cluster },
+  }).pipe(
+    Effect.map((lease): Lease | undefined => lease),
+    Effect.catch(() => Effect.succeed(undefined)),
+  )
+
 /** Restores (or, without `confirm`, plans restoring) `manifest` from `repo` into `target`. */
-export const restore = Effect.fn("Restore.run")(function* (
+export const restore = (repo: Repository, manifest: BackupManifest, target: Cluster, options: RestoreOptions = {}) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      if (options.confirm === true) yield* takeRestoreLease(repo, manifest.backupMeta?.backupId ?? "", target.name)
+      return yield* restoreRun(repo, manifest, target, options)
+    }),
+  )
+
+const restoreRun = Effect.fn("Restore.run")(function* (
   repo: Repository,
   manifest: BackupManifest,
   target: Cluster,
@@ -310,6 +346,7 @@ export const restore = Effect.fn("Restore.run")(function* (
     sample_write: sampleWrite,
     sample_delete: toDelete.slice(0, SAMPLE),
     meta: metaDiff,
+    files_skipped: counters.identical,
     files_written: counters.written,
     bytes_written: counters.writtenBytes,
     files_deleted: deleted,

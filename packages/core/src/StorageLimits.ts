@@ -238,7 +238,8 @@ export const withRequestTimeout = (store: BlobStore, ms: number): BlobStore => {
     ...store,
     get: (key) => timed("get", key, store.get(key)),
     getRange: (key, offset, length) => timed("getRange", key, store.getRange(key, offset, length)),
-    put: (key, body, options) => (body instanceof Uint8Array ? timed("put", key, store.put(key, body, options)) : store.put(key, body, options)),
+    put: (key, body, options) =>
+      body instanceof Uint8Array ? timed("put", key, store.put(key, body, options)) : store.put(key, body, options),
     head: (key) => timed("head", key, store.head(key)),
     delete: (key) => timed("delete", key, store.delete(key)),
   }
@@ -289,7 +290,8 @@ export const withBandwidthLimit = (
  */
 export const applyStorageLimits = (store: BlobStore, settings: StorageLimitsSettings): BlobStore => {
   let wrapped = store
-  if (settings.requestTimeoutMs !== undefined && settings.requestTimeoutMs > 0) wrapped = withRequestTimeout(wrapped, settings.requestTimeoutMs)
+  if (settings.requestTimeoutMs !== undefined && settings.requestTimeoutMs > 0)
+    wrapped = withRequestTimeout(wrapped, settings.requestTimeoutMs)
   if (settings.concurrency !== undefined) wrapped = withConcurrencyLimit(wrapped, settings.concurrency)
   if (settings.retry !== undefined && settings.retry.attempts > 1) wrapped = withRetry(wrapped, settings.retry)
   if (settings.upload !== undefined || settings.download !== undefined) wrapped = withBandwidthLimit(wrapped, settings)

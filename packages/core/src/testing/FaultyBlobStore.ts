@@ -107,7 +107,11 @@ export const makeFaultyBlobStore = (
       case "throttle":
         return new BlobStoreError({ ...base, reason: "RateLimited", detail: "503 SlowDown: please reduce your request rate (injected)" })
       case "permanent":
-        return new BlobStoreError({ ...base, reason: rule.reason ?? "PermissionDenied", detail: "access denied (injected permanent fault)" })
+        return new BlobStoreError({
+          ...base,
+          reason: rule.reason ?? "PermissionDenied",
+          detail: "access denied (injected permanent fault)",
+        })
       default:
         return new BlobStoreError({ ...base, reason: "Unavailable", detail: "connection reset by peer (injected transient fault)" })
     }
@@ -124,8 +128,11 @@ export const makeFaultyBlobStore = (
       return rule.when === "after" ? Effect.andThen(call, Effect.fail(error)) : Effect.fail(error)
     })
 
-  const faultyStream = <A>(operation: FaultOperation, key: string, open: () => Stream.Stream<A, BlobStoreError>): Stream.Stream<A, BlobStoreError> =>
-    Stream.unwrap(Effect.map(faulty(operation, key, Effect.void), open))
+  const faultyStream = <A>(
+    operation: FaultOperation,
+    key: string,
+    open: () => Stream.Stream<A, BlobStoreError>,
+  ): Stream.Stream<A, BlobStoreError> => Stream.unwrap(Effect.map(faulty(operation, key, Effect.void), open))
 
   const store: BlobStore = {
     ...inner,

@@ -1,3 +1,3 @@
 export * from "./BlobStoreConformance.ts"
-export * from "./MetaStoreConformance.ts"
 export * from "./FaultyBlobStore.ts"
+export * from "./MetaStoreConformance.ts"
