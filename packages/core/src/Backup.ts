@@ -43,6 +43,7 @@ import {
   isCommitted,
   leasesOf,
   listCheckpointIds,
+  markLeaseEnded,
   readCheckpoint,
 } from "./Checkpoint.ts"
 import { hashBlock } from "./Hash.ts"
@@ -192,6 +193,7 @@ export const backup = (cluster: Cluster, repo: Repository, options: BackupOption
         operation: `backup of cluster ${cluster.name}`,
         details: { cluster: cluster.name },
       })
+      yield* Effect.addFinalizer(() => Effect.sync(() => markLeaseEnded(lease.key)))
       yield* waitWhileSweeping(repo.store, options.onVacuumWait ? { onWait: options.onVacuumWait } : {})
       return yield* backupUnderLease(cluster, repo, options, lease)
     }),

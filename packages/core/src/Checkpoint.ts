@@ -100,13 +100,22 @@ export const listCheckpointIds = (store: BlobStore): Effect.Effect<ReadonlyArray
     Effect.map((ids) => [...ids].sort()),
   )
 
+/** Backup leases whose work ended in this process (their deletion may have failed, e.g. in an outage). */
+const endedHere = new Set<string>()
+
+/** Records that the work under the lease `key` ended in this process, whether or not the lease could be deleted. */
+export const markLeaseEnded = (key: string): void => {
+  endedHere.add(key)
+}
+
 /**
  * Whether the process holding a live lease may still be running: a lease
  * written on this host by a process that no longer exists is dead even before
- * it expires (pids are checked with signal 0).
+ * it expires (pids are checked with signal 0), and so is one whose work
+ * ended in this very process.
  */
 export const holderAlive = (lease: LeaseInfo): boolean => {
-  if (!lease.live) return false
+  if (!lease.live || endedHere.has(lease.key)) return false
   const { host, pid } = lease.record.holder
   if (host !== hostname() || !Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid) return true
   try {
