@@ -127,6 +127,13 @@ export interface BlobStore {
   deleteMany(keys: ReadonlyArray<string>): Effect.Effect<void, BlobStoreError>
   /** Server-side copy; fails with `Unsupported` unless `capabilities.serverSideCopy`. */
   copy(from: string, to: string): Effect.Effect<ObjectInfo, BlobStoreError>
+  /**
+   * Optional: removes what interrupted writes of processes that no longer run
+   * left behind (the fs driver's temp files of a killed process), and returns
+   * how many were removed. Stores where a failed put leaves nothing (object
+   * stores) do not have it. Restore calls it before writing into a target.
+   */
+  sweepLeftovers?(): Effect.Effect<number, BlobStoreError>
 }
 
 /** Checks a key against the key rules above; returns a description of the problem or undefined. */

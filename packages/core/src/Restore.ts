@@ -217,7 +217,11 @@ const takeRestoreLease = (repo: Repository, backupId: string, cluster: string): 
 export const restore = (repo: Repository, manifest: BackupManifest, target: Cluster, options: RestoreOptions = {}) =>
   Effect.scoped(
     Effect.gen(function* () {
-      if (options.confirm === true) yield* takeRestoreLease(repo, manifest.backupMeta?.backupId ?? "", target.name)
+      if (options.confirm === true) {
+        yield* takeRestoreLease(repo, manifest.backupMeta?.backupId ?? "", target.name)
+        // Temp files an interrupted restore left in the target (fs) go first.
+        if (target.storage.sweepLeftovers !== undefined) yield* target.storage.sweepLeftovers()
+      }
       return yield* restoreRun(repo, manifest, target, options)
     }),
   )

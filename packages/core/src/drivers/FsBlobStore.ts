@@ -16,7 +16,11 @@
  * A missing directory is created (and its parents fsynced) when the temp
  * file's open finds it missing. A put that fails or is interrupted removes
  * its temp file (a successful one has moved it). Readers therefore see the
- * previous file or the whole new one. Create-only puts need a file system
+ * previous file or the whole new one. A process killed mid-write leaves its
+ * temp file; the name carries a tag of the host and the writer's pid
+ * (`.<name>.tmp-<host 4 hex><pid 6 hex><counter 6 hex>`), and
+ * `sweepLeftovers` removes those whose writer is dead (or that are older than
+ * an hour when written from another host). Create-only puts need a file system
  * with hard links.
  *
  * # Listing
@@ -35,7 +39,7 @@
  * Only `node:fs` is used, so the driver runs on Node, Bun and Deno.
  */
 import { Buffer } from "node:buffer"
-import { randomBytes } from "node:crypto"
+import { createHash, randomBytes } from "node:crypto"
 import type { BigIntStats, Dirent } from "node:fs"
 import {
   close as closeFd,
@@ -48,6 +52,7 @@ import {
   write as writeFd,
 } from "node:fs"
 import * as fs from "node:fs/promises"
+import { hostname } from "node:os"
 import * as path from "node:path"
 import { promisify } from "node:util"
 import type * as Arr from "effect/Array"
@@ -78,12 +83,62 @@ const deleteConcurrency = 16
 const missingDirRetries = 3
 
 const tempNamePattern = /^\..*\.tmp-[0-9a-f]{16}$/
-/** Temp names: 8 random hex digits per process, then a counter (an O_EXCL open fails rather than share one). */
-const tempPrefix = randomBytes(4).toString("hex")
-let tempCounter = 0
+/** 4 hex digits naming this host in temp names (so a sweep can tell its own host's dead writers). */
+const hostTag = (createHash("sha256").update(hostname()).digest("hex") as string).slice(0, 4)
+/**
+ * `.<basename>.tmp-<host tag: 4 hex><pid: 6 hex><counter: 6 hex>`; the counter starts at a random
+ * value (an O_EXCL open fails rather than share a name).
+ */
+const tempPrefix = `${hostTag}${(process.pid & 0xffffff).toString(16).padStart(6, "0")}`
+let tempCounter = randomBytes(3).readUIntBE(0, 3)
 const tempName = (basename: string): string => {
-  tempCounter = (tempCounter + 1) >>> 0
-  return `.${basename}.tmp-${tempPrefix}${tempCounter.toString(16).padStart(8, "0")}`
+  tempCounter = (tempCounter + 1) & 0xffffff
+  return `.${basename}.tmp-${tempPrefix}${tempCounter.toString(16).padStart(6, "0")}`
+}
+/** A temp file of another host (or of an unknown writer) is left alone for this long. */
+const foreignTempAgeMs = 60 * 60 * 1000
+
+/** Whether the writer of a temp file is surely gone: a dead pid of this host, or older than an hour. */
+const tempIsStale = (name: string, mtimeMs: number, now: number): boolean => {
+  const tag = name.slice(-16)
+  if (tag.slice(0, 4) === hostTag) {
+    const pid = Number.parseInt(tag.slice(4, 10), 16)
+    if (pid <= 0 || pid === (process.pid & 0xffffff)) return pid <= 0 && now - mtimeMs > foreignTempAgeMs
+    try {
+      process.kill(pid, 0)
+      return false
+    } catch (cause) {
+      if (errnoCode(cause) === "ESRCH") return true
+    }
+  }
+  return now - mtimeMs > foreignTempAgeMs
+}
+
+/** Removes stale temp files under `root` (see `tempIsStale`); returns how many. */
+const sweepTempFiles = async (root: string): Promise<number> => {
+  let removed = 0
+  const now = Date.now()
+  const visit = async (dir: string): Promise<void> => {
+    let entries: Array<Dirent>
+    try {
+      entries = await fs.readdir(dir, { withFileTypes: true })
+    } catch {
+      return
+    }
+    for (const entry of entries) {
+      const full = path.join(dir, entry.name)
+      if (entry.isDirectory()) await visit(full)
+      else if (entry.isFile() && tempNamePattern.test(entry.name)) {
+        const stats = await fs.lstat(full).catch(() => undefined)
+        if (stats !== undefined && tempIsStale(entry.name, stats.mtimeMs, now)) {
+          await fs.rm(full, { force: true })
+          removed++
+        }
+      }
+    }
+  }
+  await visit(root)
+  return removed
 }
 
 // ---------------------------------------------------------------------------
@@ -766,5 +821,6 @@ export const makeFsBlobStore = Effect.fnUntraced(function* (
     delete: remove,
     deleteMany,
     copy,
+    sweepLeftovers: () => attempt({ operation: "sweepLeftovers" }, () => sweepTempFiles(rootDir)),
   } satisfies BlobStore
 })
