@@ -173,7 +173,8 @@ describe("kill and resume (SIGKILL of the CLI)", () => {
 
       const repo = join(root, "repo")
       const args = ["backup", "--from", src.toml, "--to", repo, "--checkpoint-interval", "100ms", "--limit-upload", "60MiB"]
-      // Kill points: one before the first checkpoint (a fixed delay), then at 1/22 .. 21/22 of the bytes.
+      // Kill points: one before the first checkpoint (a fixed delay), then at 1/22 .. 21/22 of the bytes
+      // (each at a checkpoint written by the run being killed, so every run gets to do some work).
       const points: Array<{ label: string; when: (checkpoint: BackupManifest | undefined, bytes: number, ms: number) => boolean }> = [
         { label: "right after start (no checkpoint yet)", when: (_c, _b, ms) => ms > 150 },
         ...Array.from({ length: 21 }, (_, i) => ({
@@ -188,7 +189,8 @@ describe("kill and resume (SIGKILL of the CLI)", () => {
         const startedAt = Date.now()
         const run = start(args, root)
         const result = await runUntil(run, async () => {
-          const c = await readCheckpointFile(repo)
+          const found = await readCheckpointFile(repo)
+          const c = found?.checkpoint?.writer.endsWith(` pid ${run.child.pid}`) ? found : undefined
           const bytes = c === undefined ? 0 : (await checkpointProgress(repo, c)).bytes
           return point.when(c, bytes, Date.now() - startedAt)
         })

@@ -358,10 +358,11 @@ const backupUnderLease = Effect.fn("Backup.run")(function* (cluster: Cluster, re
   const resumes = (state?.resumes ?? 0) + (resumed !== undefined ? 1 : 0)
   const writer = `${hostname()} pid ${process.pid}`
 
-  /** The manifest (or, with `checkpoint`, the checkpoint) of this backup. */
+  /** The manifest (or, with `checkpoint`, the checkpoint) of this backup; `finished` counts the files in `filePages`. */
   const build = (
     backupId: string,
     filePages: ReadonlyArray<PageRef>,
+    finished: { readonly files: number; readonly bytes: number; readonly blocks: number; readonly reused: number },
     checkpoint:
       | { resumeAfter: string; lastPageOpen: boolean; partialFiles: ReadonlyArray<BackupFile>; filesRead: number; bytesRead: number }
       | undefined,
@@ -383,11 +384,11 @@ const backupUnderLease = Effect.fn("Backup.run")(function* (cluster: Cluster, re
         storageDriver: cluster.storage.driver,
         labels: options.labels ?? resumed?.backupMeta?.labels ?? {},
         totals: {
-          files: BigInt(done.files),
-          bytes: BigInt(done.bytes),
-          blocks: BigInt(done.blocks),
+          files: BigInt(finished.files),
+          bytes: BigInt(finished.bytes),
+          blocks: BigInt(finished.blocks),
           metaKeys: meta.keyCount,
-          filesReused: BigInt(done.reused),
+          filesReused: BigInt(finished.reused),
           blocksUploaded: BigInt(uploadedBefore.blocks + counters.blocksUploaded),
           bytesUploaded: BigInt(uploadedBefore.bytes + counters.bytesUploaded),
         },
@@ -401,8 +402,8 @@ const backupUnderLease = Effect.fn("Backup.run")(function* (cluster: Cluster, re
         pages: [...meta.pages],
       },
       storage: {
-        fileCount: BigInt(done.files),
-        totalBytes: BigInt(done.bytes),
+        fileCount: BigInt(finished.files),
+        totalBytes: BigInt(finished.bytes),
         pages: [...filePages],
       },
       ...(checkpoint !== undefined
@@ -446,7 +447,7 @@ const backupUnderLease = Effect.fn("Backup.run")(function* (cluster: Cluster, re
       yield* lease.update({ backup_id: backupId, parent: parentId })
       if (!(yield* exists(repo.store, manifestKey(backupId)))) {
         sequence = 1
-        const first = build(backupId, [], { resumeAfter: "", lastPageOpen: false, partialFiles: [], filesRead: 0, bytesRead: 0 })
+        const first = build(backupId, [], done, { resumeAfter: "", lastPageOpen: false, partialFiles: [], filesRead: 0, bytesRead: 0 })
         const reserved = yield* repo.store.put(checkpointKey(backupId), encodeCheckpoint(first), { ifNotExists: true }).pipe(
           Effect.as(true),
           Effect.catchIf(
@@ -676,6 +677,7 @@ const backupUnderLease = Effect.fn("Backup.run")(function* (cluster: Cluster, re
         writerLock,
         Effect.sync(() => ({
           writer: fileWriter.state(),
+          finished: { ...done },
           resumeAfter: lastPath,
           changes,
           bytes: counters.bytesDone,
@@ -691,7 +693,7 @@ const backupUnderLease = Effect.fn("Backup.run")(function* (cluster: Cluster, re
       let pages = view.writer.pages
       if (view.writer.open.length > 0) pages = [...pages, yield* storeFilePage(repo, view.writer.open)]
       sequence++
-      const record = build(backupId, pages, {
+      const record = build(backupId, pages, view.finished, {
         resumeAfter: view.resumeAfter,
         lastPageOpen: view.writer.open.length > 0,
         partialFiles: view.partial,
@@ -746,7 +748,7 @@ const backupUnderLease = Effect.fn("Backup.run")(function* (cluster: Cluster, re
   yield* lease.check
   let finalId = backupId
   for (let attempt = 0; ; attempt++) {
-    const manifest = build(finalId, filePages, undefined, now())
+    const manifest = build(finalId, filePages, done, undefined, now())
     const committed = yield* commitManifest(repo, manifest).pipe(
       Effect.as(true),
       Effect.catchIf(
