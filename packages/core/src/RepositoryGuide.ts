@@ -13,7 +13,7 @@ delete anything here by hand: use the bendsave commands below.
 | \`manifests/<YYYYMMDD_HHMMSS>.manifest\` | one protobuf \`BackupManifest\` per backup, named by its UTC time; a backup exists exactly when its manifest exists |
 | \`data/<sha256>\` | content-addressed blocks: file data cut into 8 MiB blocks, and the pages of each backup's file list and meta snapshot; each named by the SHA-256 of its bytes |
 | \`leases/\` | who is working here right now (running backups, restores, clones, a vacuum); each lease expires a few minutes after its process stops renewing it |
-| \`checkpoints/<id>.checkpoint\` | progress of an unfinished backup; running the same backup command again resumes it |
+| \`checkpoints/<YYYYMMDD_HHMMSS>.checkpoint\` | progress of an unfinished backup (same encoding as a manifest); running the same backup command again resumes it, \`bendsave abandon\` drops it |
 | \`pins/<id>/\` | backups kept whatever the retention policy says (clones made from them, or pinned by hand) |
 
 The full format (enough to write a reader) is docs/repository-format.md in the
@@ -21,7 +21,8 @@ bendsave source.
 
 ## How to use it
 
-    bendsave list <this repository>
+    bendsave list <this repository>                     # committed and incomplete backups
+    bendsave abandon <this repository> <id>             # drop an incomplete backup
     bendsave verify <this repository> --read-data=10
     bendsave restore --from <this repository>/manifests/<id>.manifest --to cluster.toml            # dry run: prints the plan
     bendsave restore --from <this repository>/manifests/<id>.manifest --to cluster.toml --confirm  # restores
