@@ -7,7 +7,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { mkdir, readdir, readFile, stat } from "node:fs/promises"
-import { createServer, type Server, type Socket, connect } from "node:net"
+import { connect, createServer, type Server, type Socket } from "node:net"
 import { join, resolve } from "node:path"
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3"
 import { type BackupManifest, decodeFilePage, decodeManifest, decodeMetaPage, ManifestError } from "@bendsave/core"
@@ -87,11 +87,17 @@ const makeSourceCluster = async (root: string, name: string, scale = 1) => {
   const sizes = [9, 14, 20, 17, 25].map((m) => Math.round(m * scale * MiB) + 1234)
   for (const [i, size] of sizes.entries()) await writeRandomFile(join(src.dataDir, `db${i % 2}`, `big${i}.parquet`), size)
   for (let i = 0; i < Math.round(500 * scale); i++) {
-    await writeRandomFile(join(src.dataDir, `db${i % 3}`, `t${i % 7}`, `part-${String(i).padStart(4, "0")}.parquet`), 1000 + ((i * 7919) % 80_000))
+    await writeRandomFile(
+      join(src.dataDir, `db${i % 3}`, `t${i % 7}`, `part-${String(i).padStart(4, "0")}.parquet`),
+      1000 + ((i * 7919) % 80_000),
+    )
   }
   await importMeta(
     src,
-    Array.from({ length: 200 }, (_, i) => ({ key: `catalog/tables/db${i % 3}/t${i}`, value: JSON.stringify({ id: i, pad: "x".repeat(i) }) })),
+    Array.from({ length: 200 }, (_, i) => ({
+      key: `catalog/tables/db${i % 3}/t${i}`,
+      value: JSON.stringify({ id: i, pad: "x".repeat(i) }),
+    })),
   )
   return src
 }
@@ -136,7 +142,8 @@ const missingBlocks = async (repo: string, m: BackupManifest): Promise<Array<str
   const problems: Array<string> = []
   const check = async (id: string, size: bigint) => {
     const s = await stat(join(repo, "data", id)).catch(() => undefined)
-    if (s === undefined || s.size !== Number(size)) problems.push(`${id} (${size} bytes): ${s === undefined ? "missing" : `${s.size} bytes`}`)
+    if (s === undefined || s.size !== Number(size))
+      problems.push(`${id} (${size} bytes): ${s === undefined ? "missing" : `${s.size} bytes`}`)
   }
   for (const ref of m.metasrv?.pages ?? []) {
     await check(ref.blockId, ref.blockSize)
@@ -157,128 +164,122 @@ const manifestsIn = async (repo: string) =>
   (await readdir(join(repo, "manifests")).catch(() => [] as Array<string>)).filter((n) => n.endsWith(".manifest"))
 
 describe("kill and resume (SIGKILL of the CLI)", () => {
-  it(
-    "a backup SIGKILLed at 22 points across its run resumes each time, never re-reads finished files, and commits the backup an uninterrupted run makes",
-    async () => {
-      const root = await makeTempDir("resume-backup")
-      const src = await makeSourceCluster(root, "prod")
-      const total = await totalBytes(src.dataDir)
-      const fileCount = (await listFiles(src.dataDir)).length
-      expect(total).toBeGreaterThan(100 * MiB)
+  it("a backup SIGKILLed at 22 points across its run resumes each time, never re-reads finished files, and commits the backup an uninterrupted run makes", async () => {
+    const root = await makeTempDir("resume-backup")
+    const src = await makeSourceCluster(root, "prod")
+    const total = await totalBytes(src.dataDir)
+    const fileCount = (await listFiles(src.dataDir)).length
+    expect(total).toBeGreaterThan(100 * MiB)
 
-      // The reference: the same source backed up without interruption.
-      const reference = join(root, "reference")
-      const clean = await bendsaveJson(["backup", "--from", src.toml, "--to", reference], { cwd: root })
-      const cleanManifest = await readManifest(reference, clean.backup_id)
+    // The reference: the same source backed up without interruption.
+    const reference = join(root, "reference")
+    const clean = await bendsaveJson(["backup", "--from", src.toml, "--to", reference], { cwd: root })
+    const cleanManifest = await readManifest(reference, clean.backup_id)
 
-      const repo = join(root, "repo")
-      const args = ["backup", "--from", src.toml, "--to", repo, "--checkpoint-interval", "100ms", "--limit-upload", "60MiB"]
-      // Kill points: one before the first checkpoint (a fixed delay), then at 1/22 .. 21/22 of the bytes
-      // (each at a checkpoint written by the run being killed, so every run gets to do some work).
-      const points: Array<{ label: string; when: (checkpoint: BackupManifest | undefined, bytes: number, ms: number) => boolean }> = [
-        { label: "right after start (no checkpoint yet)", when: (_c, _b, ms) => ms > 150 },
-        ...Array.from({ length: 21 }, (_, i) => ({
-          label: `at ${i + 1}/22 of the bytes`,
-          when: (c: BackupManifest | undefined, bytes: number) => c !== undefined && bytes >= ((i + 1) / 22) * total,
-        })),
-      ]
-      let backupId: string | undefined
-      let previous: ReadonlyArray<string> = []
-      let survived = 0
-      for (const [n, point] of points.entries()) {
-        const startedAt = Date.now()
-        const run = start(args, root)
-        const result = await runUntil(run, async () => {
-          const found = await readCheckpointFile(repo)
-          const c = found?.checkpoint?.writer.endsWith(` pid ${run.child.pid}`) ? found : undefined
-          const bytes = c === undefined ? 0 : (await checkpointProgress(repo, c)).bytes
-          return point.when(c, bytes, Date.now() - startedAt)
-        })
-        const context = `kill ${n + 1} (${point.label})\n--- stderr\n${result.stderr}`
-        if (result.code === 0) break // finished before the kill point: the last runs may
-        expect(result.signal, context).toBe("SIGKILL")
-        survived++
-        if (n > 0 && backupId !== undefined) expect(result.stderr, context).toContain(`resuming backup ${backupId}`)
-        // Crash consistency: nothing committed, and the checkpoint references only stored blocks.
-        expect(await manifestsIn(repo), context).toEqual([])
-        const checkpoint = await readCheckpointFile(repo)
-        if (checkpoint === undefined) continue // killed before its first checkpoint
-        backupId ??= checkpoint.backupMeta?.backupId
-        expect(checkpoint.backupMeta?.backupId, context).toBe(backupId)
-        expect(await missingBlocks(repo, checkpoint), context).toEqual([])
-        // Progress is kept: what was finished stays finished.
-        const { finished } = await checkpointProgress(repo, checkpoint)
-        for (const path of previous) expect(finished, context).toContain(path)
-        previous = finished
-        if (n === 5) {
-          const list = await bendsaveJson(["list", repo], { cwd: root })
-          expect(list.backups).toEqual([])
-          expect(list.incomplete).toMatchObject([{ backup_id: backupId, state: "incomplete", running: false, cluster: "prod" }])
-        }
+    const repo = join(root, "repo")
+    const args = ["backup", "--from", src.toml, "--to", repo, "--checkpoint-interval", "100ms", "--limit-upload", "60MiB"]
+    // Kill points: one before the first checkpoint (a fixed delay), then at 1/22 .. 21/22 of the bytes
+    // (each at a checkpoint written by the run being killed, so every run gets to do some work).
+    const points: Array<{ label: string; when: (checkpoint: BackupManifest | undefined, bytes: number, ms: number) => boolean }> = [
+      { label: "right after start (no checkpoint yet)", when: (_c, _b, ms) => ms > 150 },
+      ...Array.from({ length: 21 }, (_, i) => ({
+        label: `at ${i + 1}/22 of the bytes`,
+        when: (c: BackupManifest | undefined, bytes: number) => c !== undefined && bytes >= ((i + 1) / 22) * total,
+      })),
+    ]
+    let backupId: string | undefined
+    let previous: ReadonlyArray<string> = []
+    let survived = 0
+    for (const [n, point] of points.entries()) {
+      const startedAt = Date.now()
+      const run = start(args, root)
+      const result = await runUntil(run, async () => {
+        const found = await readCheckpointFile(repo)
+        const c = found?.checkpoint?.writer.endsWith(` pid ${run.child.pid}`) ? found : undefined
+        const bytes = c === undefined ? 0 : (await checkpointProgress(repo, c)).bytes
+        return point.when(c, bytes, Date.now() - startedAt)
+      })
+      const context = `kill ${n + 1} (${point.label})\n--- stderr\n${result.stderr}`
+      if (result.code === 0) break // finished before the kill point: the last runs may
+      expect(result.signal, context).toBe("SIGKILL")
+      survived++
+      if (n > 0 && backupId !== undefined) expect(result.stderr, context).toContain(`resuming backup ${backupId}`)
+      // Crash consistency: nothing committed, and the checkpoint references only stored blocks.
+      expect(await manifestsIn(repo), context).toEqual([])
+      const checkpoint = await readCheckpointFile(repo)
+      if (checkpoint === undefined) continue // killed before its first checkpoint
+      backupId ??= checkpoint.backupMeta?.backupId
+      expect(checkpoint.backupMeta?.backupId, context).toBe(backupId)
+      expect(await missingBlocks(repo, checkpoint), context).toEqual([])
+      // Progress is kept: what was finished stays finished.
+      const { finished } = await checkpointProgress(repo, checkpoint)
+      for (const path of previous) expect(finished, context).toContain(path)
+      previous = finished
+      if (n === 5) {
+        const list = await bendsaveJson(["list", repo], { cwd: root })
+        expect(list.backups).toEqual([])
+        expect(list.incomplete).toMatchObject([{ backup_id: backupId, state: "incomplete", running: false, cluster: "prod" }])
       }
-      expect(survived).toBeGreaterThanOrEqual(20)
+    }
+    expect(survived).toBeGreaterThanOrEqual(20)
 
-      // The same command once more, to the end.
-      const final = await bendsaveJson(args, { cwd: root })
-      expect(final).toMatchObject({ resumed: true, resumed_from: backupId, backup_id: backupId, files_total: fileCount, bytes_total: total })
-      // Counters: the files the last checkpoint held as finished were not read again.
-      expect(final.files_resumed).toBeGreaterThanOrEqual(previous.length)
-      expect(final.files_read).toBeLessThanOrEqual(fileCount - previous.length)
-      expect(await readdir(join(repo, "checkpoints")).catch(() => [])).toEqual([])
-      // Identical to the uninterrupted backup: same file list pages, same meta pages (content-addressed).
-      const manifest = await readManifest(repo, final.backup_id)
-      expect(manifest.storage?.pages.map((p) => p.blockId)).toEqual(cleanManifest.storage?.pages.map((p) => p.blockId))
-      expect(manifest.metasrv?.pages.map((p) => p.blockId)).toEqual(cleanManifest.metasrv?.pages.map((p) => p.blockId))
-      expect(await missingBlocks(repo, manifest)).toEqual([])
-      expect(await bendsaveJson(["verify", repo, "--read-data"], { cwd: root })).toMatchObject({ ok: true })
+    // The same command once more, to the end.
+    const final = await bendsaveJson(args, { cwd: root })
+    expect(final).toMatchObject({ resumed: true, resumed_from: backupId, backup_id: backupId, files_total: fileCount, bytes_total: total })
+    // Counters: the files the last checkpoint held as finished were not read again.
+    expect(final.files_resumed).toBeGreaterThanOrEqual(previous.length)
+    expect(final.files_read).toBeLessThanOrEqual(fileCount - previous.length)
+    expect(await readdir(join(repo, "checkpoints")).catch(() => [])).toEqual([])
+    // Identical to the uninterrupted backup: same file list pages, same meta pages (content-addressed).
+    const manifest = await readManifest(repo, final.backup_id)
+    expect(manifest.storage?.pages.map((p) => p.blockId)).toEqual(cleanManifest.storage?.pages.map((p) => p.blockId))
+    expect(manifest.metasrv?.pages.map((p) => p.blockId)).toEqual(cleanManifest.metasrv?.pages.map((p) => p.blockId))
+    expect(await missingBlocks(repo, manifest)).toEqual([])
+    expect(await bendsaveJson(["verify", repo, "--read-data"], { cwd: root })).toMatchObject({ ok: true })
 
-      // Restores byte for byte.
-      const dst = await writeCluster(join(root, "restored"), { name: "restored" })
-      await bendsaveJson(["restore", "--from", repo, "--to", dst.toml, "--confirm"], { cwd: root })
-      expect(await compareDirs(src.dataDir, dst.dataDir)).toEqual([])
-      expect(await exportMetaText(dst)).toBe(await exportMetaText(src))
-      console.log(`backup kill points survived: ${survived}; final run read ${final.files_read} of ${fileCount} files (${final.files_resumed} from the checkpoint)`)
-    },
-    300_000,
-  )
+    // Restores byte for byte.
+    const dst = await writeCluster(join(root, "restored"), { name: "restored" })
+    await bendsaveJson(["restore", "--from", repo, "--to", dst.toml, "--confirm"], { cwd: root })
+    expect(await compareDirs(src.dataDir, dst.dataDir)).toEqual([])
+    expect(await exportMetaText(dst)).toBe(await exportMetaText(src))
+    console.log(
+      `backup kill points survived: ${survived}; final run read ${final.files_read} of ${fileCount} files (${final.files_resumed} from the checkpoint)`,
+    )
+  }, 300_000)
 
-  it(
-    "a restore SIGKILLed at 20 points never leaves a half-written file or a replaced meta, and the rerun skips what was written",
-    async () => {
-      const root = await makeTempDir("resume-restore")
-      const src = await makeSourceCluster(root, "prod", 0.8)
-      const total = await totalBytes(src.dataDir)
-      const repo = join(root, "repo")
-      await bendsaveJson(["backup", "--from", src.toml, "--to", repo], { cwd: root })
-      const dst = await writeCluster(join(root, "dst"), { name: "dst" })
-      const args = ["restore", "--from", repo, "--to", dst.toml, "--confirm", "--limit-download", "60MiB"]
-      let survived = 0
-      for (let i = 1; i <= 20; i++) {
-        const run = start(args, root)
-        const result = await runUntil(run, async () => (await totalBytes(dst.dataDir).catch(() => 0)) >= (i / 21) * total)
-        if (result.code === 0) break
-        expect(result.signal).toBe("SIGKILL")
-        survived++
-        // Every visible file is complete (equal to the source), and the meta is not replaced yet.
-        for (const path of await listFiles(dst.dataDir)) {
-          if (path.split("/").some((s) => s.includes(".tmp-"))) continue
-          const [a, b] = await Promise.all([readFile(join(src.dataDir, path)), readFile(join(dst.dataDir, path))])
-          expect(b.equals(a), `${path} after kill ${i}`).toBe(true)
-        }
-        expect(await readFile(join(dst.metaDir, "meta.json"), "utf8").catch(() => "")).not.toContain("catalog/")
+  it("a restore SIGKILLed at 20 points never leaves a half-written file or a replaced meta, and the rerun skips what was written", async () => {
+    const root = await makeTempDir("resume-restore")
+    const src = await makeSourceCluster(root, "prod", 0.8)
+    const total = await totalBytes(src.dataDir)
+    const repo = join(root, "repo")
+    await bendsaveJson(["backup", "--from", src.toml, "--to", repo], { cwd: root })
+    const dst = await writeCluster(join(root, "dst"), { name: "dst" })
+    const args = ["restore", "--from", repo, "--to", dst.toml, "--confirm", "--limit-download", "60MiB"]
+    let survived = 0
+    for (let i = 1; i <= 20; i++) {
+      const run = start(args, root)
+      const result = await runUntil(run, async () => (await totalBytes(dst.dataDir).catch(() => 0)) >= (i / 21) * total)
+      if (result.code === 0) break
+      expect(result.signal).toBe("SIGKILL")
+      survived++
+      // Every visible file is complete (equal to the source), and the meta is not replaced yet.
+      for (const path of await listFiles(dst.dataDir)) {
+        if (path.split("/").some((s) => s.includes(".tmp-"))) continue
+        const [a, b] = await Promise.all([readFile(join(src.dataDir, path)), readFile(join(dst.dataDir, path))])
+        expect(b.equals(a), `${path} after kill ${i}`).toBe(true)
       }
-      expect(survived).toBeGreaterThanOrEqual(18)
-      const present = (await listFiles(dst.dataDir)).filter((p) => !p.split("/").some((s) => s.includes(".tmp-"))).length
-      const final = await bendsaveJson(args, { cwd: root })
-      expect(final.files_skipped).toBe(present)
-      expect(final.files_written).toBe(final.files_total - present)
-      expect(await compareDirs(src.dataDir, dst.dataDir)).toEqual([])
-      expect(await tempFilesUnder(dst.dataDir)).toEqual([])
-      expect(await exportMetaText(dst)).toBe(await exportMetaText(src))
-      console.log(`restore kill points survived: ${survived}; the rerun skipped ${present} files already written`)
-    },
-    300_000,
-  )
+      expect(await readFile(join(dst.metaDir, "meta.json"), "utf8").catch(() => "")).not.toContain("catalog/")
+    }
+    expect(survived).toBeGreaterThanOrEqual(18)
+    const present = (await listFiles(dst.dataDir)).filter((p) => !p.split("/").some((s) => s.includes(".tmp-"))).length
+    const final = await bendsaveJson(args, { cwd: root })
+    expect(final.files_skipped).toBe(present)
+    expect(final.files_written).toBe(final.files_total - present)
+    expect(await compareDirs(src.dataDir, dst.dataDir)).toEqual([])
+    expect(await tempFilesUnder(dst.dataDir)).toEqual([])
+    expect(await exportMetaText(dst)).toBe(await exportMetaText(src))
+    console.log(`restore kill points survived: ${survived}; the rerun skipped ${present} files already written`)
+  }, 300_000)
 
   it("two backups of different clusters into one repository at once both commit and restore", async () => {
     const root = await makeTempDir("two-clusters")
@@ -334,7 +335,7 @@ const makeProxy = async (target: URL) => {
   let port = 0
   const listen = () =>
     new Promise<void>((ok, fail) => {
-      server = createServer((client) => {
+      const listening = createServer((client) => {
         const upstream = connect(Number(target.port), target.hostname)
         sockets.add(client)
         sockets.add(upstream)
@@ -349,11 +350,12 @@ const makeProxy = async (target: URL) => {
         client.pipe(upstream)
         upstream.pipe(client)
       })
-      server.on("error", fail)
-      server.listen(port, "127.0.0.1", () => {
-        port = (server?.address() as { port: number }).port
+      listening.on("error", fail)
+      listening.listen(port, "127.0.0.1", () => {
+        port = (listening.address() as { port: number }).port
         ok()
       })
+      server = listening
     })
   await listen()
   return {
@@ -447,11 +449,12 @@ describe("a real server cut mid-backup (S3: the shared Ceph behind a TCP proxy o
       const dst = await writeCluster(join(root, "restored"), { name: "restored" })
       await bendsaveJson(["restore", "--from", repo, "--to", dst.toml, "--confirm"], { cwd: root, env })
       expect(await compareDirs(src.dataDir, dst.dataDir)).toEqual([])
-      console.log(`S3 cut: the backup failed after ${((Date.now() - cutAt) / 1000).toFixed(1)} s of outage and resumed with ${result.files_resumed} files done`)
+      console.log(
+        `S3 cut: the backup failed after ${((Date.now() - cutAt) / 1000).toFixed(1)} s of outage and resumed with ${result.files_resumed} files done`,
+      )
     } finally {
       await proxy.close()
       s3.destroy()
     }
   }, 300_000)
 })
-
