@@ -125,21 +125,35 @@ describe("resuming an interrupted backup", () => {
     const cleanManifest = await run(readManifest(reference, clean.backup_id))
 
     let resumedRuns = 0
-    for (const killAfterMs of [5, 30, 60, 100, 150, 220, 300, 400]) {
+    const total = [...expectedFiles.values()].reduce((n, hex) => n + hex.length / 2, 0)
+    for (const fraction of [0, 0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.75]) {
+      const killAt = `${Math.round(fraction * 100)}% of the bytes checkpointed`
       const repo = await newRepo()
-      // A slow source (every read waits), interrupted after killAfterMs: like a SIGKILL, minus the process.
+      // A slow source (every read waits), interrupted once a checkpoint holds `fraction` of the bytes
+      // (the first checkpoint for 0): like a SIGKILL, minus the process.
       const slow = makeFaultyBlobStore(src.storage, [{ fault: "delay", delayMs: 4, operations: ["getRange"] }])
       const first = Effect.runFork(backup({ ...src, storage: slow.store }, repo, { checkpointIntervalMs: 10 }))
-      await new Promise((r) => setTimeout(r, killAfterMs))
+      for (let polls = 0; polls < 6000 && first.pollUnsafe() === undefined; polls++) {
+        const [id] = await run(listCheckpointIds(repo.store))
+        const checkpoint = id === undefined ? undefined : await run(readCheckpoint(repo, id))
+        const stored =
+          Number(checkpoint?.storage?.totalBytes ?? 0n) +
+          (checkpoint?.checkpoint?.partialFiles ?? []).reduce((n, f) => n + f.blocks.reduce((m, b) => m + Number(b.blockSize), 0), 0)
+        if (checkpoint !== undefined && stored >= fraction * total) break
+        await new Promise((r) => setTimeout(r, 2))
+      }
       await run(Fiber.interrupt(first))
       const ids = await run(listCheckpointIds(repo.store))
-      // Interrupted before the first checkpoint (nothing to resume), or finished before the interruption.
-      if (ids.length === 0) continue
+      // Finished before the interruption.
+      if (ids.length === 0) {
+        console.log(`the backup finished before ${killAt}`)
+        continue
+      }
       expect(ids).toHaveLength(1)
       const finished = await finishedPaths(repo, ids[0])
       const source = counting(src.storage)
       const resumed = await run(backup({ ...src, storage: source.store }, repo))
-      expect(resumed.resumed, `interrupted after ${killAfterMs} ms`).toBe(true)
+      expect(resumed.resumed, `interrupted at ${killAt}`).toBe(true)
       expect(resumed.resumed_from).toBe(ids[0])
       expect(resumed.backup_id).toBe(ids[0])
       // No finished file was read again.
@@ -156,7 +170,7 @@ describe("resuming an interrupted backup", () => {
       expect(await restoredFiles(repo, resumed.backup_id)).toEqual(expectedFiles)
       resumedRuns++
     }
-    expect(resumedRuns).toBeGreaterThanOrEqual(5)
+    expect(resumedRuns).toBeGreaterThanOrEqual(7)
   })
 
   it("keeps the meta snapshot of the first start: keys changed after the interruption are not in the resumed backup", async () => {
