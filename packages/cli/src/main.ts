@@ -166,15 +166,6 @@ const loadCluster = (file: string, create: boolean) =>
 
 // backup -----------------------------------------------------------------------------------------
 
-/** "5s", "500ms", "2m" or a number of seconds, in milliseconds; undefined when invalid. */
-const parseDuration = (text: string): number | undefined => {
-  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/i.exec(text)
-  if (match === null) return undefined
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(match[2] ?? "s").toLowerCase() as "ms" | "s" | "m" | "h"]
-  const ms = Number(match[1]) * unit
-  return Number.isFinite(ms) && ms >= 10 ? Math.round(ms) : undefined
-}
-
 const backupCommand = Command.make(
   "backup",
   {
@@ -183,8 +174,8 @@ const backupCommand = Command.make(
     checkpointInterval: Flag.String("checkpoint-interval").pipe(
       Flag.withDescription("Save resumable progress into the repository at least this often (default 5s; e.g. 500ms, 30s, 2m)"),
       Flag.filterMap(
-        (text) => Option.fromUndefinedOr(parseDuration(text)),
-        (text) => `'${text}' is not a duration: write e.g. 5s, 500ms or 2m (at least 10ms)`,
+        (text) => Option.filter(Option.fromUndefinedOr(parseDuration(text)), (ms) => ms >= 10),
+        (text) => `'${text}' is not a duration of at least 10ms: write e.g. 5s, 500ms or 2m`,
       ),
       Flag.optional,
     ),

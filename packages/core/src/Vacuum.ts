@@ -20,12 +20,14 @@
  *
  * `dryRun` does all the reading and changes nothing (it takes no lease).
  */
+
 import { fromBinary } from "@bufbuild/protobuf"
 import { timestampMs } from "@bufbuild/protobuf/wkt"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import type { BlobStoreError } from "./BlobStore.ts"
+import { CHECKPOINT_PREFIX, CHECKPOINT_SUFFIX } from "./Checkpoint.ts"
 import { DEFAULT_CHUNK_IDS, type IdSorterOptions, makeIdSorter } from "./IdSorter.ts"
 import {
   acquireExclusiveLease,
@@ -276,8 +278,6 @@ export const planRetention = (
 // The workflow
 
 /** Where unfinished backups record what they have stored (one BackupManifest each). */
-export const CHECKPOINT_PREFIX = "checkpoints/"
-export const CHECKPOINT_SUFFIX = ".checkpoint"
 /** Default grace period: blocks younger than this are never deleted. */
 export const DEFAULT_GRACE_MS = 3_600_000
 /** Keys per delete batch (the S3 DeleteObjects maximum). */
@@ -713,6 +713,8 @@ const sweepBlocks = Effect.fnUntraced(function* (
     c.checkpoints_read++
     const bad = yield* markPages(`checkpoint ${info.key}`, checkpoint.storage?.pages ?? [], checkpoint.metasrv?.pages ?? [])
     if (bad !== undefined) unreadable.push(bad)
+    // Files the unfinished backup was reading: their stored blocks (repository format §13).
+    for (const file of checkpoint.checkpoint?.partialFiles ?? []) yield* sorter.addAll(file.blocks.map((b) => b.blockId))
   }
   // A manifest committed after the listing above (by a backup that ended just before our phase)
   // is read too: the listing is repeated until it has nothing new.

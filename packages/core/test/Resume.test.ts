@@ -17,10 +17,11 @@ import { makeMemoryBlobStore } from "../src/drivers/MemoryBlobStore.ts"
 import { acquireSharedLease, BACKUP_LEASE } from "../src/Lease.ts"
 import { compareBytes, type MetaEntry } from "../src/MetaStore.ts"
 import { streamFiles } from "../src/Pages.ts"
-import { BLOCK_SIZE, listBackupIds, openRepository, type Repository, readManifest } from "../src/Repository.ts"
+import { BLOCK_SIZE, hasBlock, listBackupIds, openRepository, type Repository, readManifest } from "../src/Repository.ts"
 import { restore } from "../src/Restore.ts"
 import { applyStorageLimits } from "../src/StorageLimits.ts"
 import { type FaultRule, makeFaultyBlobStore } from "../src/testing/FaultyBlobStore.ts"
+import { vacuum } from "../src/Vacuum.ts"
 
 const dirs: Array<string> = []
 afterEach(async () => {
@@ -211,6 +212,13 @@ describe("resuming an interrupted backup", () => {
       await new Promise((r) => setTimeout(r, 20))
     }
     await run(Fiber.interrupt(first))
+    // A vacuum with no grace period in between keeps the partly read file's stored blocks (§13).
+    const [id] = await run(listCheckpointIds(repo.store))
+    const partial = (await run(readCheckpoint(repo, id)))?.checkpoint?.partialFiles[0]
+    expect(partial?.blocks.length).toBe(3)
+    const swept = await run(vacuum(repo, { maxBackups: 10 }, { graceMs: 0 }))
+    expect(swept.sweep).toMatchObject({ status: "done", checkpoints_read: 1, blocks_deleted: 0 })
+    for (const b of partial?.blocks ?? []) expect(await run(hasBlock(repo, b.blockId))).toBe(true)
     const source = counting(src.storage)
     const resumed = await run(backup({ ...src, storage: source.store }, repo))
     expect(resumed.resumed).toBe(true)
