@@ -340,6 +340,10 @@ const makeProxy = async (target: URL) => {
   const listen = () =>
     new Promise<void>((ok, fail) => {
       const listening = createServer((client) => {
+        if (server !== listening) {
+          client.destroy()
+          return
+        }
         const upstream = connect(Number(target.port), target.hostname)
         sockets.add(client)
         sockets.add(upstream)
@@ -366,21 +370,21 @@ const makeProxy = async (target: URL) => {
     get endpoint() {
       return `http://127.0.0.1:${port}`
     },
-    cut: () =>
-      new Promise<void>((ok) => {
-        for (const s of sockets) s.destroy()
-        sockets.clear()
-        if (server === undefined) return ok()
-        server.close(() => ok())
-        server = undefined
-      }),
+    /** Stops accepting first, then drops every open connection (without waiting for them to close). */
+    cut: async () => {
+      const closing = server
+      server = undefined
+      closing?.close()
+      for (const s of sockets) s.destroy()
+      sockets.clear()
+    },
     restore: listen,
-    close: () =>
-      new Promise<void>((ok) => {
-        for (const s of sockets) s.destroy()
-        if (server === undefined) return ok()
-        server.close(() => ok())
-      }),
+    close: async () => {
+      server?.close()
+      server = undefined
+      for (const s of sockets) s.destroy()
+      sockets.clear()
+    },
   }
 }
 
