@@ -182,8 +182,6 @@ const SAMPLE = 5
 const KEEP_PLAN_ITEMS = 250_000
 /** Files copied as one batch: its changed files at once (bounded), then its records in order. */
 const COPY_BATCH = 2048
-/** Listing chunks read ahead of the walk, for each side. */
-const READ_AHEAD_CHUNKS = 16
 /** Files up to this size are read whole and written in one put; larger ones are streamed. */
 const WHOLE_FILE_BYTES = 8 * 1024 * 1024
 
