@@ -25,7 +25,7 @@
  *                        BENCH_S3_SECRET_KEY; default TESTAK / TESTSECRETKEY); else the test
  *                        servers' Ceph when BENDSAVE_S3_ENDPOINT is set (source /tmp/srv/env.sh)
  *
- * The buckets it makes are deleted at the end (BENCH_KEEP_BUCKETS=1 keeps them).
+ * The buckets of each repetition are deleted after it (BENCH_KEEP_BUCKETS=1 keeps them).
  *
  * Markdown summary on stdout, progress on stderr, figures in <work>/s3-results.json.
  */
@@ -281,6 +281,8 @@ const main = async () => {
         if (!verified.ok) fail(`the restored tree differs from the data set: ${JSON.stringify(verified).slice(0, 500)}`)
         fs.rmSync(target, { recursive: true, force: true })
       }
+      // Each repetition's 2 GiB go before the next: the server's disk may be small and shared.
+      removeBuckets()
     }
   } finally {
     await proxy.close()
