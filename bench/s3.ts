@@ -22,7 +22,10 @@
  *   BENCH_REPEAT=3       repetitions of the timed phases (medians reported)
  *   BENCH_SEED=42        seed of the data set
  *   BENCH_S3_ENDPOINT    an S3 server to use instead of starting Ceph (with BENCH_S3_ACCESS_KEY,
- *                        BENCH_S3_SECRET_KEY; default TESTAK / TESTSECRETKEY)
+ *                        BENCH_S3_SECRET_KEY; default TESTAK / TESTSECRETKEY); else the test
+ *                        servers' Ceph when BENDSAVE_S3_ENDPOINT is set (source /tmp/srv/env.sh)
+ *
+ * The buckets of each repetition are deleted after it (BENCH_KEEP_BUCKETS=1 keeps them).
  *
  * Markdown summary on stdout, progress on stderr, figures in <work>/s3-results.json.
  */
@@ -72,7 +75,22 @@ interface Server {
 const startServer = (): Server => {
   const given = env("BENCH_S3_ENDPOINT")
   if (given !== undefined) {
-    return { endpoint: given, accessKey: env("BENCH_S3_ACCESS_KEY") ?? "TESTAK", secretKey: env("BENCH_S3_SECRET_KEY") ?? "TESTSECRETKEY", stop: () => {} }
+    return {
+      endpoint: given,
+      accessKey: env("BENCH_S3_ACCESS_KEY") ?? "TESTAK",
+      secretKey: env("BENCH_S3_SECRET_KEY") ?? "TESTSECRETKEY",
+      stop: () => {},
+    }
+  }
+  const testServer = env("BENDSAVE_S3_ENDPOINT")
+  if (testServer !== undefined) {
+    log(`using the running test server at ${testServer} (BENDSAVE_S3_ENDPOINT)`)
+    return {
+      endpoint: testServer,
+      accessKey: env("BENDSAVE_S3_ACCESS_KEY") ?? "TESTAK",
+      secretKey: env("BENDSAVE_S3_SECRET_KEY") ?? "TESTSECRETKEY",
+      stop: () => {},
+    }
   }
   const dir = path.join(config.workDir, "s3-server")
   fs.rmSync(dir, { recursive: true, force: true })
@@ -143,7 +161,12 @@ const main = async () => {
   const server = startServer()
   const proxy = await startCountingProxy(server.endpoint)
   // AWS_CA_BUNDLE makes Debian's rclone refuse to start; neither tool needs it for a local http endpoint.
-  const baseEnv: NodeJS.ProcessEnv = { ...process.env, AWS_ACCESS_KEY_ID: server.accessKey, AWS_SECRET_ACCESS_KEY: server.secretKey, AWS_REGION: "us-east-1" }
+  const baseEnv: NodeJS.ProcessEnv = {
+    ...process.env,
+    AWS_ACCESS_KEY_ID: server.accessKey,
+    AWS_SECRET_ACCESS_KEY: server.secretKey,
+    AWS_REGION: "us-east-1",
+  }
   delete baseEnv.AWS_CA_BUNDLE
   const runDir = path.join(config.workDir, "s3-run")
   fs.rmSync(runDir, { recursive: true, force: true })
@@ -154,7 +177,8 @@ const main = async () => {
     log(`  ${m.label}: ${m.seconds.toFixed(2)} s, peak RSS ${m.peakRssMiB.toFixed(0)} MiB, CPU ${m.cpuSeconds.toFixed(1)} s`)
     return m
   }
-  const repoUrl = (bucket: string, endpoint = server.endpoint) => `s3://${bucket}/repo?endpoint=${encodeURIComponent(endpoint)}&region=us-east-1`
+  const repoUrl = (bucket: string, endpoint = server.endpoint) =>
+    `s3://${bucket}/repo?endpoint=${encodeURIComponent(endpoint)}&region=us-east-1`
   const bendsaveBackup = (label: string, bucket: string, endpoint?: string) =>
     measure(label, node, [cliEntry, "backup", "--from", dataset.clusterToml, "--to", repoUrl(bucket, endpoint), "--json"], { env: baseEnv })
   const rcloneCopy = (label: string, bucket: string, endpoint = server.endpoint) =>
@@ -179,16 +203,37 @@ const main = async () => {
       ],
       { env: baseEnv },
     )
+  const rcloneS3 = [
+    "--s3-provider",
+    "Ceph",
+    "--s3-endpoint",
+    server.endpoint,
+    "--s3-access-key-id",
+    server.accessKey,
+    "--s3-secret-access-key",
+    server.secretKey,
+    "--s3-force-path-style=true",
+  ]
+  const buckets: Array<string> = []
   const makeBucket = (bucket: string) => {
-    const made = spawnSync(
-      "rclone",
-      ["mkdir", `:s3:${bucket}`, "--s3-provider", "Ceph", "--s3-endpoint", server.endpoint, "--s3-access-key-id", server.accessKey, "--s3-secret-access-key", server.secretKey, "--s3-force-path-style=true"],
-      { env: baseEnv, encoding: "utf8" },
-    )
+    const made = spawnSync("rclone", ["mkdir", `:s3:${bucket}`, ...rcloneS3], { env: baseEnv, encoding: "utf8" })
     if (made.status !== 0) fail(`rclone mkdir ${bucket}: ${made.stderr}`)
+    buckets.push(bucket)
+  }
+  /** Deletes the benchmark's buckets (the server may be shared: leave nothing behind). */
+  const removeBuckets = () => {
+    if (env("BENCH_KEEP_BUCKETS") === "1") return
+    for (const bucket of buckets.splice(0)) {
+      const purged = spawnSync("rclone", ["purge", `:s3:${bucket}`, ...rcloneS3], { env: baseEnv, encoding: "utf8" })
+      if (purged.status !== 0) log(`could not delete bucket ${bucket}: ${purged.stderr.trim().split("\n").pop()}`)
+    }
   }
 
-  const results: Array<{ repetition: number; bendsave: { full: Measured; incremental: Measured }; rclone: { full: Measured; incremental: Measured } }> = []
+  const results: Array<{
+    repetition: number
+    bendsave: { full: Measured; incremental: Measured }
+    rclone: { full: Measured; incremental: Measured }
+  }> = []
   let requests: Record<string, Record<Kind, number>> = {}
   try {
     for (let r = 1; r <= config.repeat; r++) {
@@ -204,9 +249,14 @@ const main = async () => {
       const fullResults = { [first]: await full(first), [second]: await full(second) } as Record<"bendsave" | "rclone", Measured>
       const incB = check(await bendsaveBackup("bendsave no-change incremental", bucketB))
       const incR = check(await rcloneCopy("rclone copy (no change)", bucketR))
-      results.push({ repetition: r, bendsave: { full: fullResults.bendsave, incremental: incB }, rclone: { full: fullResults.rclone, incremental: incR } })
+      results.push({
+        repetition: r,
+        bendsave: { full: fullResults.bendsave, incremental: incB },
+        rclone: { full: fullResults.rclone, incremental: incR },
+      })
       const report = JSON.parse(fullResults.bendsave.stdout)
-      if (report.files_total !== dataset.files.length) fail(`bendsave backed up ${report.files_total} files, expected ${dataset.files.length}`)
+      if (report.files_total !== dataset.files.length)
+        fail(`bendsave backed up ${report.files_total} files, expected ${dataset.files.length}`)
 
       if (r === 1) {
         log("counting the requests of a no-change incremental backup (through a counting proxy) ...")
@@ -219,14 +269,24 @@ const main = async () => {
         log("restoring the first backup from S3 and checking it byte for byte ...")
         const target = path.join(runDir, "restored")
         const toml = writeCluster(target)
-        check(await measure("bendsave restore from S3", node, [cliEntry, "restore", "--from", repoUrl(bucketB), "--to", toml, "--confirm", "--json"], { env: baseEnv }))
+        check(
+          await measure(
+            "bendsave restore from S3",
+            node,
+            [cliEntry, "restore", "--from", repoUrl(bucketB), "--to", toml, "--confirm", "--json"],
+            { env: baseEnv },
+          ),
+        )
         const verified = verifyTree(path.join(target, "data"), dataset)
         if (!verified.ok) fail(`the restored tree differs from the data set: ${JSON.stringify(verified).slice(0, 500)}`)
         fs.rmSync(target, { recursive: true, force: true })
       }
+      // Each repetition's 2 GiB go before the next: the server's disk may be small and shared.
+      removeBuckets()
     }
   } finally {
     await proxy.close()
+    removeBuckets()
     server.stop()
   }
 
@@ -234,7 +294,7 @@ const main = async () => {
   const rss = (pick: (r: (typeof results)[number]) => Measured) => Math.max(...results.map((r) => pick(r).peakRssMiB))
   const gib = dataset.totalBytes / 2 ** 30
   const row = (what: string, b: (r: (typeof results)[number]) => Measured, c: (r: (typeof results)[number]) => Measured) =>
-    `| ${what} | ${med(b).toFixed(2)} s (${(gib * 1024 / med(b)).toFixed(0)} MiB/s), ${rss(b).toFixed(0)} MiB | ${med(c).toFixed(2)} s, ${rss(c).toFixed(0)} MiB | ${(med(c) / med(b)).toFixed(2)}x |`
+    `| ${what} | ${med(b).toFixed(2)} s (${((gib * 1024) / med(b)).toFixed(0)} MiB/s), ${rss(b).toFixed(0)} MiB | ${med(c).toFixed(2)} s, ${rss(c).toFixed(0)} MiB | ${(med(c) / med(b)).toFixed(2)}x |`
   const counts = (c: Record<Kind, number>) =>
     (Object.entries(c) as Array<[Kind, number]>)
       .filter(([, n]) => n > 0)
@@ -245,14 +305,25 @@ const main = async () => {
     "",
     "| phase | bendsave (wall, peak RSS) | rclone copy | rclone / bendsave |",
     "| --- | --- | --- | --- |",
-    row("full", (r) => r.bendsave.full, (r) => r.rclone.full),
-    row("no change", (r) => r.bendsave.incremental, (r) => r.rclone.incremental),
+    row(
+      "full",
+      (r) => r.bendsave.full,
+      (r) => r.rclone.full,
+    ),
+    row(
+      "no change",
+      (r) => r.bendsave.incremental,
+      (r) => r.rclone.incremental,
+    ),
     "",
     `Requests of a no-change run: bendsave backup: ${counts(requests.bendsaveIncremental as Record<Kind, number>)}; rclone copy: ${counts(requests.rcloneNoChange as Record<Kind, number>)}.`,
     "",
   ].join("\n")
   process.stdout.write(`${summary}\n`)
-  fs.writeFileSync(path.join(config.workDir, "s3-results.json"), JSON.stringify({ config, dataset: { files: dataset.files.length, bytes: dataset.totalBytes }, results, requests }, null, 2))
+  fs.writeFileSync(
+    path.join(config.workDir, "s3-results.json"),
+    JSON.stringify({ config, dataset: { files: dataset.files.length, bytes: dataset.totalBytes }, results, requests }, null, 2),
+  )
   requests = {}
 }
 

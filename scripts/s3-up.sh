@@ -94,6 +94,10 @@ osd_op_num_threads_per_shard = 1
 rgw_frontends = beast endpoint=127.0.0.1:$RGW_PORT
 rgw_data = $C/rgw
 rgw_thread_pool_size = 64
+# Deleted objects are kept for the garbage collector, by default 2 hours: tests and benchmarks
+# that write and delete gigabytes would fill the 20 GiB device long before. Free them within minutes.
+rgw_gc_obj_min_wait = 60
+rgw_gc_processor_period = 60
 # radosgw defaults to ms_mon_client_mode=secure + cephx; with auth off that cannot connect (-13).
 ms_mon_client_mode = crc
 auth_client_required = none

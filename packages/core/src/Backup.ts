@@ -172,6 +172,8 @@ export interface BackupResult {
 }
 
 const PERMIT_BYTES = 64 * 1024
+/** Listed files matched against the parent and then read as one batch (two batches in flight). */
+const FILE_BATCH = 256
 /** Blocks up to this size are put create-only without a HEAD first (one request instead of two). */
 const PUT_WITHOUT_HEAD = 512 * 1024
 export const DEFAULT_CHECKPOINT_INTERVAL_MS = 5_000
@@ -725,6 +727,9 @@ const backupUnderLease = Effect.fn("Backup.run")(function* (cluster: Cluster, re
   const files = Effect.gen(function* () {
     yield* listing.pipe(
       Stream.filter((info) => resumeAfter === undefined || comparePathsBytewise(info.key, resumeAfter) > 0),
+      // Batches of FILE_BATCH whatever chunks the driver's listing comes in (one key per chunk
+      // would leave a single file per batch and only two files in flight).
+      Stream.rechunk(FILE_BATCH),
       Stream.chunks,
       Stream.mapEffect((chunk) => Effect.forEach(chunk, (info) => Effect.map(cursor.find(info.key), (previous) => ({ info, previous })))),
       Stream.mapEffect(processBatch, { concurrency: 2 }),

@@ -186,11 +186,12 @@ export const withRetry = (store: BlobStore, policy: RetryPolicy): BlobStore => {
           ? store.list(prefix)
           : store.list(prefix).pipe(Stream.filter((info) => compareKeysBytewise(info.key, after) > 0))
       return source.pipe(
-        Stream.tap((info) =>
-          Effect.sync(() => {
-            last = info.key
-          }),
-        ),
+        // A plain map keeps the source's chunks (Stream.tap would emit one key per chunk,
+        // and the workflows read a listing's chunks as their batches).
+        Stream.map((info) => {
+          last = info.key
+          return info
+        }),
         Stream.catchIf(
           (e: BlobStoreError) => e.isRetryable && n < policy.attempts,
           () => Stream.unwrap(Effect.as(Effect.sleep(backoff(policy, n)), list(prefix, last, n + 1))),

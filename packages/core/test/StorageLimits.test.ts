@@ -11,7 +11,14 @@ import * as Stream from "effect/Stream"
 import { TestClock } from "effect/testing"
 import { type BlobStore, BlobStoreError } from "../src/BlobStore.ts"
 import { makeMemoryBlobStore } from "../src/drivers/MemoryBlobStore.ts"
-import { makeRateLimiter, parseByteRate, type RetryPolicy, withBandwidthLimit, withConcurrencyLimit, withRetry } from "../src/StorageLimits.ts"
+import {
+  makeRateLimiter,
+  parseByteRate,
+  type RetryPolicy,
+  withBandwidthLimit,
+  withConcurrencyLimit,
+  withRetry,
+} from "../src/StorageLimits.ts"
 
 const policy: RetryPolicy = { attempts: 4, baseDelayMs: 1, maxDelayMs: 2 }
 const unavailable = (operation: string) => new BlobStoreError({ reason: "Unavailable", driver: "flaky", operation, detail: "injected" })
@@ -48,7 +55,8 @@ describe("withRetry", () => {
       yield* inner.put("k", bytes("v"))
       assert.deepStrictEqual(yield* withRetry(store, policy).get("k"), bytes("v"))
       assert.strictEqual(calls.get, 3)
-    }))
+    }),
+  )
 
   it.live("gives up after the policy's attempts, with the last error", () =>
     Effect.gen(function* () {
@@ -56,7 +64,8 @@ describe("withRetry", () => {
       const error = yield* Effect.flip(withRetry(store, policy).get("k"))
       assert.strictEqual(error.reason, "Unavailable")
       assert.strictEqual(calls.get, policy.attempts)
-    }))
+    }),
+  )
 
   it.live("does not retry what is not retryable, nor a streamed put", () =>
     Effect.gen(function* () {
@@ -66,7 +75,8 @@ describe("withRetry", () => {
       const { store: streamed, calls: streamedCalls } = flaky(1)
       yield* Effect.flip(withRetry(streamed, policy).put("k", Stream.make(bytes("v"))))
       assert.strictEqual(streamedCalls.put, 1)
-    }))
+    }),
+  )
 
   it.live("a create-only put whose first attempt landed but failed to answer succeeds; another writer's object is AlreadyExists", () =>
     Effect.gen(function* () {
@@ -75,7 +85,8 @@ describe("withRetry", () => {
       const store: BlobStore = {
         ...inner,
         // Stores the object, then loses the answer.
-        put: (key, body, options) => Effect.flatMap(inner.put(key, body, options), (info) => (lost-- > 0 ? Effect.fail(unavailable("put")) : Effect.succeed(info))),
+        put: (key, body, options) =>
+          Effect.flatMap(inner.put(key, body, options), (info) => (lost-- > 0 ? Effect.fail(unavailable("put")) : Effect.succeed(info))),
       }
       const info = yield* withRetry(store, policy).put("manifest", bytes("mine"), { ifNotExists: true })
       assert.strictEqual(info.size, 4)
@@ -83,7 +94,8 @@ describe("withRetry", () => {
       yield* inner.put("taken", bytes("theirs"))
       const error = yield* Effect.flip(withRetry(store, policy).put("taken", bytes("mine"), { ifNotExists: true }))
       assert.strictEqual(error.reason, "AlreadyExists")
-    }))
+    }),
+  )
 
   it.live("a listing that fails midway resumes after the last key, each key once", () =>
     Effect.gen(function* () {
@@ -94,24 +106,49 @@ describe("withRetry", () => {
       const store: BlobStore = {
         ...inner,
         list: (prefix) =>
-          failuresLeft-- > 0 ? Stream.concat(Stream.take(inner.list(prefix), 3 + failuresLeft), Stream.fail(unavailable("list"))) : inner.list(prefix),
+          failuresLeft-- > 0
+            ? Stream.concat(Stream.take(inner.list(prefix), 3 + failuresLeft), Stream.fail(unavailable("list")))
+            : inner.list(prefix),
       }
       const listed = yield* Stream.runCollect(withRetry(store, policy).list(""))
       assert.deepStrictEqual(
         listed.map((i) => i.key),
         keys,
       )
-    }))
+    }),
+  )
+
+  it.live("a listing keeps the source's chunks (workflows take a listing's chunks as their batches)", () =>
+    Effect.gen(function* () {
+      const inner = makeMemoryBlobStore()
+      const keys = Array.from({ length: 300 }, (_, i) => `k${String(i).padStart(3, "0")}`)
+      yield* Effect.forEach(keys, (k) => inner.put(k, bytes(k)), { discard: true })
+      const store: BlobStore = { ...inner, list: (prefix) => Stream.rechunk(inner.list(prefix), 100) }
+      const sizes = yield* Stream.runCollect(
+        withRetry(store, policy)
+          .list("")
+          .pipe(
+            Stream.chunks,
+            Stream.map((chunk) => chunk.length),
+          ),
+      )
+      assert.deepStrictEqual(sizes, [100, 100, 100])
+    }),
+  )
 
   it.live("a stream that fails before its first chunk is reopened", () =>
     Effect.gen(function* () {
       const inner = makeMemoryBlobStore()
       yield* inner.put("k", bytes("data"))
       let failuresLeft = 2
-      const store: BlobStore = { ...inner, getStream: (key) => (failuresLeft-- > 0 ? Stream.fail(unavailable("getStream")) : inner.getStream(key)) }
+      const store: BlobStore = {
+        ...inner,
+        getStream: (key) => (failuresLeft-- > 0 ? Stream.fail(unavailable("getStream")) : inner.getStream(key)),
+      }
       const chunks = yield* Stream.runCollect(withRetry(store, policy).getStream("k"))
       assert.deepStrictEqual(new TextDecoder().decode(chunks[0]), "data")
-    }))
+    }),
+  )
 })
 
 describe("withConcurrencyLimit", () => {
@@ -132,9 +169,14 @@ describe("withConcurrencyLimit", () => {
           }),
       }
       const limited = withConcurrencyLimit(store, 3)
-      yield* Effect.forEach(Array.from({ length: 12 }, (_, i) => `k${i}`), (k) => limited.head(k), { concurrency: "unbounded", discard: true })
+      yield* Effect.forEach(
+        Array.from({ length: 12 }, (_, i) => `k${i}`),
+        (k) => limited.head(k),
+        { concurrency: "unbounded", discard: true },
+      )
       assert.strictEqual(most, 3)
-    }))
+    }),
+  )
 })
 
 describe("withBandwidthLimit", () => {
@@ -147,7 +189,8 @@ describe("withBandwidthLimit", () => {
       yield* TestClock.adjust(200)
       const info = yield* Fiber.join(fiber)
       assert.strictEqual(info.size, 3 * 1024 * 1024)
-    }))
+    }),
+  )
 
   it.effect("downloads are throttled per chunk of a stream", () =>
     Effect.gen(function* () {
@@ -159,7 +202,8 @@ describe("withBandwidthLimit", () => {
       assert.isUndefined(fiber.pollUnsafe())
       yield* TestClock.adjust(200)
       assert.strictEqual((yield* Fiber.join(fiber)).length, 4)
-    }))
+    }),
+  )
 
   it("parses rates the way users write them", () => {
     assert.strictEqual(parseByteRate("1048576"), 1024 * 1024)

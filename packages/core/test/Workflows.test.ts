@@ -60,6 +60,28 @@ const dump = async (c: Cluster) => {
 }
 
 describe("backup / restore workflows (memory storage, local meta)", () => {
+  it("reads changed files concurrently even when the storage lists one key per chunk", async () => {
+    const src = await makeCluster("batches")
+    for (let i = 0; i < 64; i++) await put(src, `f${String(i).padStart(3, "0")}`, random(100 + i, i + 1))
+    let inFlight = 0
+    let most = 0
+    const storage: BlobStore = {
+      ...src.storage,
+      list: (prefix) => Stream.rechunk(src.storage.list(prefix), 1),
+      getRange: (key, offset, length) =>
+        Effect.acquireUseRelease(
+          Effect.sync(() => {
+            most = Math.max(most, ++inFlight)
+          }),
+          () => Effect.andThen(Effect.sleep(5), src.storage.getRange(key, offset, length)),
+          () => Effect.sync(() => void inFlight--),
+        ),
+    }
+    const result = await run(backup({ ...src, storage }, await newRepo()))
+    expect(result.files_read).toBe(64)
+    expect(most).toBeGreaterThanOrEqual(8)
+  })
+
   it("incremental backups reuse unchanged files and upload only new blocks; restore reproduces each point", async () => {
     const src = await makeCluster("prod")
     const big = random(BLOCK_SIZE + 12345, 7)

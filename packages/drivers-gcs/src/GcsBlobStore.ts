@@ -15,8 +15,10 @@
  * - create-only put: `ifGenerationMatch: 0` (412 → AlreadyExists).
  * - list: pages of 1000 object names; put into bytewise order where the
  *   service answers in UTF-16 order (the emulator does).
- * - deleteMany: concurrent single deletes (the library has no batch API:
- *   `batchDelete` is not declared).
+ * - deleteMany: the JSON API's batch endpoint, 100 deletes per request
+ *   (GcsBatch.ts; the library has no batch API) where `batch_delete` is on
+ *   (Google's endpoint); elsewhere (emulators) concurrent single deletes, and
+ *   the store does not declare `batchDelete`.
  * - copy: a rewrite inside the service (server side).
  *
  * The library's retries are off; core's retry wrapper decides from `isRetryable`.
@@ -25,13 +27,23 @@ import { createHash } from "node:crypto"
 import type { IncomingMessage } from "node:http"
 import { Readable } from "node:stream"
 import { pipeline } from "node:stream/promises"
+import {
+  type BlobStore,
+  BlobStoreError,
+  type Body,
+  type Capabilities,
+  keyProblem,
+  makeBytewiseListingOrder,
+  type ObjectInfo,
+  type PutOptions,
+} from "@bendsave/core/BlobStore"
 import { type Bucket, type File, Storage, type StorageOptions } from "@google-cloud/storage"
-import { type BlobStore, BlobStoreError, type Body, type Capabilities, keyProblem, makeBytewiseListingOrder, type ObjectInfo, type PutOptions } from "@bendsave/core/BlobStore"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import { MAX_BATCH, sendDeleteBatch } from "./GcsBatch.ts"
 import { describeGcsLocation, describeGcsService, type GcsSettings } from "./GcsConfig.ts"
 import { classifyError, DRIVER } from "./GcsErrors.ts"
 
@@ -40,7 +52,7 @@ const MiB = 1024 * 1024
 export const GCS_CAPABILITIES: Capabilities = {
   conditionalPut: true,
   rangeRead: true,
-  batchDelete: false,
+  batchDelete: true,
   serverSideCopy: true,
   maxObjectSize: 5 * 1024 * 1024 * MiB,
 }
@@ -58,7 +70,11 @@ export interface GcsStoreTuning {
 export const makeGcsStorage = (settings: GcsSettings): Storage => {
   const options: StorageOptions = {
     retryOptions: { autoRetry: false, maxRetries: 0 },
-    ...(settings.projectId === undefined ? (settings.credentials.kind === "none" ? { projectId: "bendsave" } : {}) : { projectId: settings.projectId }),
+    ...(settings.projectId === undefined
+      ? settings.credentials.kind === "none"
+        ? { projectId: "bendsave" }
+        : {}
+      : { projectId: settings.projectId }),
   }
   if (settings.endpoint !== undefined) {
     options.apiEndpoint = settings.endpoint
@@ -85,7 +101,10 @@ const infoOf = (key: string, metadata: File["metadata"]): ObjectInfo => ({
   lastModified: Date.parse(String(metadata.updated ?? metadata.timeCreated ?? "")) || 0,
 })
 
-export const makeGcsBlobStore = (settings: GcsSettings, tuning: GcsStoreTuning = {}): Effect.Effect<BlobStore, BlobStoreError, Scope.Scope> =>
+export const makeGcsBlobStore = (
+  settings: GcsSettings,
+  tuning: GcsStoreTuning = {},
+): Effect.Effect<BlobStore, BlobStoreError, Scope.Scope> =>
   Effect.sync(() => {
     const storage = tuning.storage ?? makeGcsStorage(settings)
     const bucket: Bucket = storage.bucket(settings.bucket)
@@ -107,7 +126,11 @@ export const makeGcsBlobStore = (settings: GcsSettings, tuning: GcsStoreTuning =
     const call = <A>(operation: string, key: string | undefined, run: (signal: AbortSignal) => Promise<A>, createOnly = false) =>
       Effect.tryPromise({ try: run, catch: (cause) => classifyError(cause, { ...baseContext, operation, key, createOnly }) })
 
-    const metadata = (operation: string, key: string, f: File) => Effect.map(call(operation, key, () => f.getMetadata()), ([m]) => infoOf(key, m))
+    const metadata = (operation: string, key: string, f: File) =>
+      Effect.map(
+        call(operation, key, () => f.getMetadata()),
+        ([m]) => infoOf(key, m),
+      )
 
     const get = (key: string) =>
       Effect.flatMap(file("get", key), (f) => call("get", key, async () => new Uint8Array((await f.download())[0])))
@@ -130,7 +153,12 @@ export const makeGcsBlobStore = (settings: GcsSettings, tuning: GcsStoreTuning =
       Effect.gen(function* () {
         const f = yield* file("getRange", key)
         if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
-          return yield* fail("RangeNotSatisfiable", "getRange", key, `offset and length must be non-negative integers (got ${offset}, ${length})`)
+          return yield* fail(
+            "RangeNotSatisfiable",
+            "getRange",
+            key,
+            `offset and length must be non-negative integers (got ${offset}, ${length})`,
+          )
         }
         const decide = (size: number) =>
           offset > size
@@ -231,7 +259,9 @@ export const makeGcsBlobStore = (settings: GcsSettings, tuning: GcsStoreTuning =
         const order = makeBytewiseListingOrder<ObjectInfo>()
         return Stream.paginate({ token: undefined as string | undefined }, (state) =>
           Effect.flatMap(
-            call("list", undefined, () => bucket.getFiles({ prefix: prefix + listPrefix, maxResults: 1000, autoPaginate: false, pageToken: state.token })),
+            call("list", undefined, () =>
+              bucket.getFiles({ prefix: prefix + listPrefix, maxResults: 1000, autoPaginate: false, pageToken: state.token }),
+            ),
             (result) => {
               const [files, , response] = result as unknown as [Array<File>, unknown, { nextPageToken?: string } | undefined]
               const infos: Array<ObjectInfo> = []
@@ -239,12 +269,17 @@ export const makeGcsBlobStore = (settings: GcsSettings, tuning: GcsStoreTuning =
                 const key = f.name.slice(prefix.length)
                 if (key.endsWith("/") && Number(f.metadata.size ?? 0) === 0) continue
                 const problem = keyProblem(key)
-                if (problem !== undefined) return Effect.fail(fail("InvalidKey", "list", key, `${problem}: the object '${f.name}' cannot be listed or backed up; rename it`))
+                if (problem !== undefined)
+                  return Effect.fail(
+                    fail("InvalidKey", "list", key, `${problem}: the object '${f.name}' cannot be listed or backed up; rename it`),
+                  )
                 infos.push(infoOf(key, f.metadata))
               }
               const token = response?.nextPageToken
               return Effect.succeed(
-                token ? ([order.push(infos), Option.some({ token: token as string | undefined })] as const) : ([[...order.push(infos), ...order.end()], Option.none()] as const),
+                token
+                  ? ([order.push(infos), Option.some({ token: token as string | undefined })] as const)
+                  : ([[...order.push(infos), ...order.end()], Option.none()] as const),
               )
             },
           ),
@@ -260,7 +295,39 @@ export const makeGcsBlobStore = (settings: GcsSettings, tuning: GcsStoreTuning =
       Effect.gen(function* () {
         const unique = [...new Set(keys)]
         const files = yield* Effect.forEach(unique, (key) => file("deleteMany", key))
-        yield* Effect.forEach(unique, (key, i) => deleteOne("deleteMany", key, files[i]), { concurrency: 32, discard: true })
+        if (!settings.batchDelete) {
+          return yield* Effect.forEach(unique, (key, i) => deleteOne("deleteMany", key, files[i]), { concurrency: 32, discard: true })
+        }
+        const batches: Array<Array<string>> = []
+        for (let i = 0; i < unique.length; i += MAX_BATCH) batches.push(unique.slice(i, i + MAX_BATCH))
+        yield* Effect.forEach(
+          batches,
+          (batch) =>
+            Effect.flatMap(
+              call("deleteMany", undefined, (signal) =>
+                sendDeleteBatch(
+                  storage,
+                  settings.credentials.kind !== "none",
+                  settings.bucket,
+                  batch.map((key) => prefix + key),
+                  signal,
+                ),
+              ),
+              (answers) => {
+                const failed = answers.findIndex((a) => a.status >= 300 && a.status !== 404)
+                if (failed === -1) return Effect.void
+                const { status, message } = answers[failed]
+                return Effect.fail(
+                  classifyError(Object.assign(new Error(message || `HTTP ${status}`), { code: status }), {
+                    ...baseContext,
+                    operation: "deleteMany",
+                    key: batch[failed],
+                  }),
+                )
+              },
+            ),
+          { concurrency: 4, discard: true },
+        )
       })
 
     const copy = (from: string, to: string) =>
@@ -276,7 +343,7 @@ export const makeGcsBlobStore = (settings: GcsSettings, tuning: GcsStoreTuning =
     return {
       driver: DRIVER,
       location: describeGcsLocation(settings),
-      capabilities: GCS_CAPABILITIES,
+      capabilities: { ...GCS_CAPABILITIES, batchDelete: settings.batchDelete },
       get,
       getRange,
       getStream,

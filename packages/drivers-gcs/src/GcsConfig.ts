@@ -12,9 +12,12 @@
  *                                         # none: Application Default Credentials
  * project_id = "my-project"               # optional
  * endpoint_url = "http://127.0.0.1:4443"  # optional: emulators, private endpoints
+ * batch_delete = true                     # deleteMany through the JSON batch API (100 deletes per
+ *                                         # request); default: true on Google's endpoint, false
+ *                                         # on any other (emulators have no batch endpoint)
  * ```
  *
- * URLs take `?endpoint=` and `?project=`; credentials come from
+ * URLs take `?endpoint=`, `?project=` and `?batch_delete=`; credentials come from
  * GOOGLE_APPLICATION_CREDENTIALS or the other Application Default
  * Credentials, and STORAGE_EMULATOR_HOST points everything at an emulator
  * (no credentials then). Secrets are `Redacted` and never printed.
@@ -31,6 +34,7 @@ const Options = Schema.Struct({
   credential_path: Schema.optional(Schema.NonEmptyString),
   project_id: Schema.optional(Schema.NonEmptyString),
   upload_checksum: Schema.optional(Schema.Literals(["md5", "none"])),
+  batch_delete: Schema.optional(Schema.Boolean),
 })
 
 export type GcsOptions = typeof Options.Type
@@ -47,11 +51,15 @@ export const GCS_OPTIONS_HELP = [
   "project_id",
   "endpoint_url: http(s)://host:port of an emulator or private endpoint",
   'upload_checksum: "md5" | "none"',
+  "batch_delete: true | false (deleteMany through the JSON batch API; default true on Google's endpoint only)",
 ]
 
 /** `gs://bucket/prefix?endpoint=...&project=...` → raw options. */
 export const gcsOptionsFromUrl = (url: URL): Record<string, unknown> => {
-  if (url.username !== "" || url.password !== "") throw new Error("credentials do not belong in the URL: set GOOGLE_APPLICATION_CREDENTIALS (or use gcloud's application default credentials)")
+  if (url.username !== "" || url.password !== "")
+    throw new Error(
+      "credentials do not belong in the URL: set GOOGLE_APPLICATION_CREDENTIALS (or use gcloud's application default credentials)",
+    )
   if (url.hostname === "") throw new Error("the URL names no bucket: write gs://<bucket>/<prefix>")
   const options: Record<string, unknown> = { bucket: decodeURIComponent(url.hostname), root: decodeURIComponent(url.pathname) }
   for (const [name, value] of url.searchParams) {
@@ -67,8 +75,14 @@ export const gcsOptionsFromUrl = (url: URL): Record<string, unknown> => {
       case "upload_checksum":
         options.upload_checksum = value
         break
+      case "batch_delete":
+        if (!["true", "false"].includes(value)) throw new Error(`query parameter 'batch_delete' must be true or false (got '${value}')`)
+        options.batch_delete = value === "true"
+        break
       default:
-        throw new Error(`unknown query parameter '${name}' (known: endpoint, project, upload_checksum; credentials come from the environment)`)
+        throw new Error(
+          `unknown query parameter '${name}' (known: endpoint, project, upload_checksum, batch_delete; credentials come from the environment)`,
+        )
     }
   }
   return options
@@ -90,19 +104,26 @@ export interface GcsSettings {
   /** Where the credentials came from, for messages. */
   readonly credentialFrom: string
   readonly uploadChecksum: "md5" | "none"
+  /** deleteMany through the JSON batch API (Google's endpoint has it; emulators do not). */
+  readonly batchDelete: boolean
 }
 
 export const rootToPrefix = (root: string | undefined): string => {
   const trimmed = (root ?? "").replace(/^\/+/, "").replace(/\/+$/, "")
   if (trimmed === "") return ""
   for (const segment of trimmed.split("/")) {
-    if (segment === "" || segment === "." || segment === "..") throw Object.assign(new Error(`the root '${root}' has an empty, '.' or '..' segment`), { key: "root" })
+    if (segment === "" || segment === "." || segment === "..")
+      throw Object.assign(new Error(`the root '${root}' has an empty, '.' or '..' segment`), { key: "root" })
   }
   return `${trimmed}/`
 }
 
 /** Applies defaults; relative key files resolve against `baseDir`. Throws an Error with a `key` for what cannot work. */
-export const resolveGcsSettings = (options: GcsOptions, env: Readonly<Record<string, string | undefined>>, baseDir: string): GcsSettings => {
+export const resolveGcsSettings = (
+  options: GcsOptions,
+  env: Readonly<Record<string, string | undefined>>,
+  baseDir: string,
+): GcsSettings => {
   if (options.credential !== undefined && options.credential_path !== undefined) {
     throw Object.assign(new Error("give credential or credential_path, not both"), { key: "credential" })
   }
@@ -126,12 +147,17 @@ export const resolveGcsSettings = (options: GcsOptions, env: Readonly<Record<str
       json = raw.startsWith("{") ? raw : Buffer.from(raw, "base64").toString("utf8")
       JSON.parse(json)
     } catch {
-      throw Object.assign(new Error("is neither a service account key (JSON) nor its base64 encoding (the value is not shown)"), { key: "credential" })
+      throw Object.assign(new Error("is neither a service account key (JSON) nor its base64 encoding (the value is not shown)"), {
+        key: "credential",
+      })
     }
     credentials = { kind: "json", json: Redacted.make(json) }
     credentialFrom = "credential in the cluster file"
   } else if (options.credential_path !== undefined) {
-    credentials = { kind: "keyFile", path: isAbsolute(options.credential_path) ? options.credential_path : resolve(baseDir, options.credential_path) }
+    credentials = {
+      kind: "keyFile",
+      path: isAbsolute(options.credential_path) ? options.credential_path : resolve(baseDir, options.credential_path),
+    }
     credentialFrom = `the key file ${credentials.path}`
   } else if (endpoint !== undefined) {
     // Emulators and private endpoints given without credentials: no authentication.
@@ -139,7 +165,9 @@ export const resolveGcsSettings = (options: GcsOptions, env: Readonly<Record<str
     credentialFrom = "no credentials (emulator)"
   } else {
     credentials = { kind: "default" }
-    credentialFrom = env.GOOGLE_APPLICATION_CREDENTIALS ? `GOOGLE_APPLICATION_CREDENTIALS (${env.GOOGLE_APPLICATION_CREDENTIALS})` : "Application Default Credentials"
+    credentialFrom = env.GOOGLE_APPLICATION_CREDENTIALS
+      ? `GOOGLE_APPLICATION_CREDENTIALS (${env.GOOGLE_APPLICATION_CREDENTIALS})`
+      : "Application Default Credentials"
   }
   return {
     bucket: options.bucket,
@@ -150,6 +178,7 @@ export const resolveGcsSettings = (options: GcsOptions, env: Readonly<Record<str
     credentials,
     credentialFrom,
     uploadChecksum: options.upload_checksum ?? "md5",
+    batchDelete: options.batch_delete ?? endpoint === undefined,
   }
 }
 
@@ -157,4 +186,8 @@ export const describeGcsLocation = (settings: GcsSettings): string =>
   settings.prefix === "" ? `gs://${settings.bucket}` : `gs://${settings.bucket}/${settings.prefix.slice(0, -1)}`
 
 export const describeGcsService = (settings: GcsSettings): string =>
-  settings.endpoint === undefined ? "Google Cloud Storage" : settings.emulator ? `the GCS emulator at ${settings.endpoint}` : `Google Cloud Storage at ${settings.endpoint}`
+  settings.endpoint === undefined
+    ? "Google Cloud Storage"
+    : settings.emulator
+      ? `the GCS emulator at ${settings.endpoint}`
+      : `Google Cloud Storage at ${settings.endpoint}`

@@ -6,6 +6,8 @@
  * streamed bodies, failed bodies, the checksum the driver sends, and errors.
  */
 import { createHash, randomBytes } from "node:crypto"
+import * as http from "node:http"
+import type { AddressInfo } from "node:net"
 import type { BlobStore, BlobStoreError } from "@bendsave/core"
 import { DEFAULT_RETRY, withRetry } from "@bendsave/core"
 import { blobStoreConformance } from "@bendsave/core/testing"
@@ -19,8 +21,69 @@ import { type GcsSettings, type GcsStoreTuning, makeGcsBlobStore, makeGcsStorage
 
 const MiB = 1024 * 1024
 
-const settingsFor = (bucket: string, root: string, endpoint = gcsServer().emulatorHost): GcsSettings =>
-  resolveGcsSettings({ bucket, root, endpoint_url: endpoint, project_id: "demo-test" }, {}, process.cwd())
+const settingsFor = (bucket: string, root: string, endpoint = gcsServer().emulatorHost, batchDelete?: boolean): GcsSettings =>
+  resolveGcsSettings(
+    { bucket, root, endpoint_url: endpoint, project_id: "demo-test", ...(batchDelete === undefined ? {} : { batch_delete: batchDelete }) },
+    {},
+    process.cwd(),
+  )
+
+/**
+ * The JSON API's batch endpoint, which the emulator lacks, in front of it: POST /batch/storage/v1
+ * is split into its DELETE calls, each sent to the emulator, and answered as one multipart/mixed
+ * response; objects whose name contains "forbidden" answer 403. Everything else is passed through.
+ */
+const startBatchAdapter = async (target: string) => {
+  const seen = { batches: 0, batchedDeletes: 0, singleDeletes: 0 }
+  const server = http.createServer((req, res) => {
+    const chunks: Array<Buffer> = []
+    req.on("data", (c: Buffer) => chunks.push(c))
+    req.on("end", async () => {
+      const body = Buffer.concat(chunks)
+      if (req.method === "POST" && req.url === "/batch/storage/v1") {
+        seen.batches++
+        const boundary = /boundary=([^;]+)/.exec(String(req.headers["content-type"]))?.[1] ?? ""
+        const calls = body
+          .toString("utf8")
+          .split(`--${boundary}`)
+          .flatMap((part) => {
+            const id = /Content-ID: <([^>]+)>/.exec(part)?.[1]
+            const line = /^DELETE (\S+) HTTP\/1\.1\r$/m.exec(part)?.[1]
+            return id === undefined || line === undefined ? [] : [{ id, path: line }]
+          })
+        const answers = await Promise.all(
+          calls.map(async ({ id, path }) => {
+            seen.batchedDeletes++
+            const status = decodeURIComponent(path).includes("forbidden")
+              ? 403
+              : (await fetch(`${target}${path}`, { method: "DELETE" })).status
+            const json = status === 403 ? '{"error":{"code":403,"message":"injected: no storage.objects.delete permission"}}' : ""
+            return `--adapter\r\nContent-Type: application/http\r\nContent-ID: <response-${id}>\r\n\r\nHTTP/1.1 ${status} X\r\nContent-Type: application/json\r\n\r\n${json}\r\n`
+          }),
+        )
+        res.writeHead(200, { "content-type": "multipart/mixed; boundary=adapter" })
+        return res.end(`${answers.join("")}--adapter--\r\n`)
+      }
+      if (req.method === "DELETE") seen.singleDeletes++
+      const upstream = new URL(target)
+      const forward = http.request(
+        { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
+        (reply) => {
+          res.writeHead(reply.statusCode ?? 502, reply.headers)
+          reply.pipe(res)
+        },
+      )
+      forward.on("error", () => res.destroy())
+      forward.end(body)
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+  return {
+    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    seen,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  }
+}
 
 const open = async (settings: GcsSettings, tuning?: GcsStoreTuning): Promise<{ store: BlobStore; close: () => Promise<void> }> => {
   const scope = Effect.runSync(Scope.make())
@@ -57,6 +120,11 @@ blobStoreConformance(
         value: false,
         reason: "the firebase-tools Cloud Storage emulator answers copy/rewrite with 501 Not Implemented (real GCS rewrites server side)",
       },
+      batchDelete: {
+        value: false,
+        reason:
+          "the firebase-tools Cloud Storage emulator has no JSON batch endpoint (the store deletes one by one there); the driver's batches are checked below through a batch adapter in front of the emulator",
+      },
     },
   },
 )
@@ -72,7 +140,9 @@ describe("GCS driver on the firebase-tools emulator", () => {
 
   it("keeps its objects under the root", async () => {
     await run(store.put("a/b.txt", new TextEncoder().encode("x")))
-    const [files] = await makeGcsStorage(settingsFor(bucket, root)).bucket(bucket).getFiles({ prefix: `${root}/` })
+    const [files] = await makeGcsStorage(settingsFor(bucket, root))
+      .bucket(bucket)
+      .getFiles({ prefix: `${root}/` })
     expect(files.map((f) => f.name)).toEqual([`${root}/a/b.txt`])
     expect(store.location).toBe(`gs://${bucket}/${root}`)
   })
@@ -84,11 +154,16 @@ describe("GCS driver on the firebase-tools emulator", () => {
     expect((await run(store.head("resumable/streamed.bin"))).etag).toBe(info.etag)
     expect(sha(await run(store.get("resumable/streamed.bin")))).toBe(sha(data))
     expect(sha(Buffer.concat(await run(Stream.runCollect(store.getStream("resumable/streamed.bin")))))).toBe(sha(data))
-    expect(Buffer.from(await run(store.getRange("resumable/streamed.bin", 3 * MiB, 9)))).toEqual(Buffer.from(data.subarray(3 * MiB, 3 * MiB + 9)))
+    expect(Buffer.from(await run(store.getRange("resumable/streamed.bin", 3 * MiB, 9)))).toEqual(
+      Buffer.from(data.subarray(3 * MiB, 3 * MiB + 9)),
+    )
   })
 
   it("a streamed put whose body fails leaves nothing behind, and the body's error comes out", async () => {
-    const body = Stream.concat(chunks(bytes(3 * MiB), MiB), Stream.fail({ _tag: "BlobStoreError", reason: "Unavailable", detail: "injected" } as unknown as BlobStoreError))
+    const body = Stream.concat(
+      chunks(bytes(3 * MiB), MiB),
+      Stream.fail({ _tag: "BlobStoreError", reason: "Unavailable", detail: "injected" } as unknown as BlobStoreError),
+    )
     expect((await failure(store.put("resumable/failed.bin", body))).detail).toBe("injected")
     expect((await failure(store.head("resumable/failed.bin"))).reason).toBe("NotFound")
   })
@@ -105,6 +180,46 @@ describe("GCS driver on the firebase-tools emulator", () => {
     const second = await run(store.put("gen/x", bytes(10)))
     expect(second.etag).not.toBe(first.etag)
     expect((await run(store.head("gen/x"))).etag).toBe(second.etag)
+  })
+})
+
+describe("GCS batch deletes (through a batch adapter in front of the emulator)", () => {
+  it("deleteMany sends 100 deletes per batch request, none one by one; missing keys are fine", async () => {
+    const adapter = await startBatchAdapter(gcsServer().emulatorHost)
+    const { store, close } = await open(settingsFor(bucket, `batch-${randomBytes(4).toString("hex")}`, adapter.endpoint, true))
+    try {
+      expect(store.capabilities.batchDelete).toBe(true)
+      const keys = Array.from({ length: 250 }, (_, i) => `d${i % 3}/k${i}`)
+      await run(Effect.forEach(keys, (key) => store.put(key, new Uint8Array([1])), { concurrency: 16, discard: true }))
+      await run(store.deleteMany([...keys, "missing"]))
+      expect(adapter.seen).toEqual({ batches: 3, batchedDeletes: 251, singleDeletes: 0 })
+      expect(await run(Stream.runCollect(store.list("")))).toEqual([])
+    } finally {
+      await close()
+      await adapter.close()
+    }
+  })
+
+  it("a call refused inside a batch fails deleteMany with that key and the service's reason", async () => {
+    const adapter = await startBatchAdapter(gcsServer().emulatorHost)
+    const { store, close } = await open(settingsFor(bucket, `batch-${randomBytes(4).toString("hex")}`, adapter.endpoint, true))
+    try {
+      await run(store.put("ok", new Uint8Array([1])))
+      const error = await failure(store.deleteMany(["ok", "forbidden/one"]))
+      expect(error.reason).toBe("PermissionDenied")
+      expect(error.key).toBe("forbidden/one")
+      expect(error.message).toContain("no storage.objects.delete permission")
+      expect((await failure(store.head("ok"))).reason).toBe("NotFound")
+    } finally {
+      await close()
+      await adapter.close()
+    }
+  })
+
+  it("on the emulator itself the store does not declare batch delete and deletes one by one", async () => {
+    const { store, close } = await open(settingsFor(bucket, "x"))
+    await close()
+    expect(store.capabilities.batchDelete).toBe(false)
   })
 })
 

@@ -8,13 +8,23 @@ import * as Redacted from "effect/Redacted"
 import { describe, expect, it } from "vitest"
 import gcsDriver, { describeGcsService, type GcsOptions, gcsOptionsFromUrl, resolveGcsSettings } from "../src/index.ts"
 
-const resolve = (options: Partial<GcsOptions>, env: Record<string, string> = {}) => resolveGcsSettings({ bucket: "b", ...options } as GcsOptions, env, "/etc/bendsave")
+const resolve = (options: Partial<GcsOptions>, env: Record<string, string> = {}) =>
+  resolveGcsSettings({ bucket: "b", ...options } as GcsOptions, env, "/etc/bendsave")
 
 describe("GCS driver definition and options", () => {
-  it("is a valid storage driver for type gcs and scheme gs; batch delete is not declared", async () => {
+  it("is a valid storage driver for type gcs and scheme gs; the service has batch delete", async () => {
     const driver = await Effect.runPromise(validateStorageDriver(gcsDriver, "@bendsave/drivers-gcs"))
     expect([driver.name, ...driver.schemes]).toEqual(["gcs", "gs"])
-    expect(driver.capabilities.batchDelete).toBe(false)
+    expect(driver.capabilities.batchDelete).toBe(true)
+  })
+
+  it("batch delete is on for Google's endpoint, off for emulators and other endpoints unless asked for", () => {
+    expect(resolve({}).batchDelete).toBe(true)
+    expect(resolve({}, { STORAGE_EMULATOR_HOST: "127.0.0.1:18200" }).batchDelete).toBe(false)
+    expect(resolve({ endpoint_url: "https://private.example" }).batchDelete).toBe(false)
+    expect(resolve({ endpoint_url: "https://private.example", batch_delete: true }).batchDelete).toBe(true)
+    expect(gcsOptionsFromUrl(new URL("gs://b/p?batch_delete=true")).batch_delete).toBe(true)
+    expect(() => gcsOptionsFromUrl(new URL("gs://b/p?batch_delete=yes please"))).toThrow(/must be true or false/)
   })
 
   it("the credential (Databend: base64 of the key JSON) is Redacted and never shows", async () => {

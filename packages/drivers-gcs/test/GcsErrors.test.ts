@@ -7,7 +7,13 @@ import { ApiError } from "@google-cloud/storage"
 import { describe, expect, it } from "vitest"
 import { classifyError, type GcsErrorContext } from "../src/GcsErrors.ts"
 
-const context: GcsErrorContext = { operation: "get", key: "a/b", bucket: "prod-data", service: "Google Cloud Storage", credentialFrom: "GOOGLE_APPLICATION_CREDENTIALS (/k.json)" }
+const context: GcsErrorContext = {
+  operation: "get",
+  key: "a/b",
+  bucket: "prod-data",
+  service: "Google Cloud Storage",
+  credentialFrom: "GOOGLE_APPLICATION_CREDENTIALS (/k.json)",
+}
 
 const apiError = (code: number, message: string, reason?: string) =>
   new ApiError({ code, message, errors: reason === undefined ? [] : [{ reason, message }] } as ConstructorParameters<typeof ApiError>[0])
@@ -32,16 +38,26 @@ describe("GCS classifyError", () => {
   })
 
   it("a failed generation precondition of a create-only put is AlreadyExists", () => {
-    expect(classifyError(apiError(412, "At least one of the pre-conditions you specified did not hold.", "conditionNotMet"), { ...context, createOnly: true }).reason).toBe("AlreadyExists")
+    expect(
+      classifyError(apiError(412, "At least one of the pre-conditions you specified did not hold.", "conditionNotMet"), {
+        ...context,
+        createOnly: true,
+      }).reason,
+    ).toBe("AlreadyExists")
     expect(classifyError(apiError(412, "precondition", "conditionNotMet"), context).reason).toBe("PreconditionFailed")
   })
 
   it("a missing bucket, denied access and missing credentials name the fix", () => {
-    expect(classifyError(apiError(404, "The specified bucket does not exist.", "notFound"), context).fix).toContain("gcloud storage buckets create")
+    expect(classifyError(apiError(404, "The specified bucket does not exist.", "notFound"), context).fix).toContain(
+      "gcloud storage buckets create",
+    )
     const denied = classifyError(apiError(403, "forbidden", "forbidden"), context)
     expect(denied.message).toContain("GOOGLE_APPLICATION_CREDENTIALS")
     expect(denied.fix).toContain("roles/storage.objectAdmin")
-    const none = classifyError(new Error("Could not load the default credentials. Browse to https://cloud.google.com/docs/authentication"), context)
+    const none = classifyError(
+      new Error("Could not load the default credentials. Browse to https://cloud.google.com/docs/authentication"),
+      context,
+    )
     expect(none.reason).toBe("InvalidConfig")
     expect(none.fix).toContain("GOOGLE_APPLICATION_CREDENTIALS")
     const revoked = classifyError(new Error("invalid_grant: Invalid JWT Signature."), context)
@@ -49,7 +65,13 @@ describe("GCS classifyError", () => {
   })
 
   it("network failures are Unavailable and retryable", () => {
-    const refused = classifyError(Object.assign(new Error("request to http://127.0.0.1:9 failed, reason: connect ECONNREFUSED"), { name: "FetchError", code: "ECONNREFUSED" }), context)
+    const refused = classifyError(
+      Object.assign(new Error("request to http://127.0.0.1:9 failed, reason: connect ECONNREFUSED"), {
+        name: "FetchError",
+        code: "ECONNREFUSED",
+      }),
+      context,
+    )
     expect(refused.reason).toBe("Unavailable")
     expect(refused.isRetryable).toBe(true)
     expect(refused.fix).toContain("STORAGE_EMULATOR_HOST")

@@ -48,7 +48,15 @@ import {
   UploadPartCopyCommand,
 } from "@aws-sdk/client-s3"
 import { Upload } from "@aws-sdk/lib-storage"
-import { type BlobStore, BlobStoreError, type Body, type Capabilities, keyProblem, type ObjectInfo, type PutOptions } from "@bendsave/core/BlobStore"
+import {
+  type BlobStore,
+  BlobStoreError,
+  type Body,
+  type Capabilities,
+  keyProblem,
+  type ObjectInfo,
+  type PutOptions,
+} from "@bendsave/core/BlobStore"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -80,6 +88,8 @@ export interface S3StoreTuning {
   readonly multipartCopyThreshold?: number
   /** Use this client instead of making one (it is not destroyed with the scope); every request then goes through it. */
   readonly client?: S3Client
+  /** A block request (lean path) fails when its connection is idle this long. Default 300 s. */
+  readonly idleTimeoutMs?: number
 }
 
 /** The S3 client the settings describe: no SDK retries, checksums only when required (S3-compatible servers). */
@@ -90,7 +100,12 @@ export const makeS3Client = (settings: S3Settings): S3Client => {
     requestChecksumCalculation: "WHEN_REQUIRED",
     responseChecksumValidation: "WHEN_REQUIRED",
     maxAttempts: 1,
-    requestHandler: { connectionTimeout: 10_000, requestTimeout: 300_000, httpAgent: { keepAlive: true, maxSockets: 128 }, httpsAgent: { keepAlive: true, maxSockets: 128 } },
+    requestHandler: {
+      connectionTimeout: 10_000,
+      requestTimeout: 300_000,
+      httpAgent: { keepAlive: true, maxSockets: 128 },
+      httpsAgent: { keepAlive: true, maxSockets: 128 },
+    },
   }
   if (settings.endpoint !== undefined) config.endpoint = settings.endpoint
   if (settings.credentials !== undefined) {
@@ -144,7 +159,7 @@ export const makeS3BlobStore = (settings: S3Settings, tuning: S3StoreTuning = {}
     const lean =
       tuning.client === undefined
         ? yield* Effect.acquireRelease(
-            Effect.sync(() => makeLeanRequests(client, settings)),
+            Effect.sync(() => makeLeanRequests(client, settings, tuning.idleTimeoutMs)),
             (l) => Effect.sync(() => l?.destroy()),
           )
         : undefined
@@ -215,7 +230,9 @@ export const makeS3BlobStore = (settings: S3Settings, tuning: S3StoreTuning = {}
         }
         /** S3 cannot express an empty range, nor one that starts at the end: the size decides. */
         const emptyOrPastEnd = Effect.flatMap(headObject("getRange", key, objectKey), (info) =>
-          offset > info.size ? Effect.fail(rangeError(key, `offset ${offset} is past the end of the object (size ${info.size})`)) : Effect.succeed(new Uint8Array(0)),
+          offset > info.size
+            ? Effect.fail(rangeError(key, `offset ${offset} is past the end of the object (size ${info.size})`))
+            : Effect.succeed(new Uint8Array(0)),
         )
         if (length === 0) return yield* emptyOrPastEnd
         const bytes = yield* call("getRange", key, async (abortSignal) => {
@@ -224,11 +241,19 @@ export const makeS3BlobStore = (settings: S3Settings, tuning: S3StoreTuning = {}
             const all = new Uint8Array(res.body.buffer, res.body.byteOffset, res.body.length)
             return res.status === 200 ? all.slice(offset, offset + length) : all
           }
-          const res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: objectKey, Range: `bytes=${offset}-${offset + length - 1}` }), { abortSignal })
+          const res = await client.send(
+            new GetObjectCommand({ Bucket: bucket, Key: objectKey, Range: `bytes=${offset}-${offset + length - 1}` }),
+            { abortSignal },
+          )
           const all = res.Body === undefined ? new Uint8Array(0) : await res.Body.transformToByteArray()
           // A server that ignores Range answers 200 with the whole object.
           return res.ContentRange === undefined && (offset > 0 || all.length > length) ? all.slice(offset, offset + length) : all
-        }).pipe(Effect.catchIf((e) => e.reason === "RangeNotSatisfiable", () => emptyOrPastEnd))
+        }).pipe(
+          Effect.catchIf(
+            (e) => e.reason === "RangeNotSatisfiable",
+            () => emptyOrPastEnd,
+          ),
+        )
         return bytes
       })
 
@@ -236,10 +261,14 @@ export const makeS3BlobStore = (settings: S3Settings, tuning: S3StoreTuning = {}
       Stream.unwrap(
         Effect.gen(function* () {
           const objectKey = yield* checkKey("getStream", key)
-          const res = yield* call("getStream", key, (abortSignal) => client.send(new GetObjectCommand({ Bucket: bucket, Key: objectKey }), { abortSignal }))
+          const res = yield* call("getStream", key, (abortSignal) =>
+            client.send(new GetObjectCommand({ Bucket: bucket, Key: objectKey }), { abortSignal }),
+          )
           const body = res.Body as (AsyncIterable<Uint8Array> & { destroy?: () => void }) | undefined
           if (body === undefined) return Stream.empty
-          return Stream.fromAsyncIterable(body, (cause) => classifyError(cause, { operation: "getStream", key, bucket, service, region: settings.region }))
+          return Stream.fromAsyncIterable(body, (cause) =>
+            classifyError(cause, { operation: "getStream", key, bucket, service, region: settings.region }),
+          )
         }),
       )
 
@@ -248,7 +277,12 @@ export const makeS3BlobStore = (settings: S3Settings, tuning: S3StoreTuning = {}
         const createOnly = options?.ifNotExists === true
         const checksum =
           settings.uploadChecksum === "sha256"
-            ? { ChecksumSHA256: options?.contentSha256 !== undefined ? hexToBase64(options.contentSha256) : createHash("sha256").update(bytes).digest("base64") }
+            ? {
+                ChecksumSHA256:
+                  options?.contentSha256 !== undefined
+                    ? hexToBase64(options.contentSha256)
+                    : createHash("sha256").update(bytes).digest("base64"),
+              }
             : {}
         if (lean !== undefined) {
           const sha256Hex = options?.contentSha256 ?? createHash("sha256").update(bytes).digest("hex")
@@ -366,12 +400,17 @@ export const makeS3BlobStore = (settings: S3Settings, tuning: S3StoreTuning = {}
 
     const put = (key: string, body: Body, options?: PutOptions) =>
       Effect.flatMap(checkKey("put", key), (objectKey) =>
-        body instanceof Uint8Array && body.length <= partSize ? putSingle(key, objectKey, body, options) : putMultipart(key, objectKey, body, options),
+        body instanceof Uint8Array && body.length <= partSize
+          ? putSingle(key, objectKey, body, options)
+          : putMultipart(key, objectKey, body, options),
       )
 
     const listPage = (operation: string, fullPrefix: string, token: string | undefined) =>
       call(operation, undefined, (abortSignal) =>
-        client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: fullPrefix, ContinuationToken: token, MaxKeys: 1000, EncodingType: "url" }), { abortSignal }),
+        client.send(
+          new ListObjectsV2Command({ Bucket: bucket, Prefix: fullPrefix, ContinuationToken: token, MaxKeys: 1000, EncodingType: "url" }),
+          { abortSignal },
+        ),
       )
 
     const list = (listPrefix: string): Stream.Stream<ObjectInfo, BlobStoreError> =>
@@ -385,18 +424,25 @@ export const makeS3BlobStore = (settings: S3Settings, tuning: S3StoreTuning = {}
             if (key.endsWith("/") && (object.Size ?? 0) === 0) continue
             const problem = keyProblem(key)
             if (problem !== undefined) {
-              return Effect.fail(fail("InvalidKey", "list", key, `${problem}: the object '${full}' cannot be listed or backed up; rename it`))
+              return Effect.fail(
+                fail("InvalidKey", "list", key, `${problem}: the object '${full}' cannot be listed or backed up; rename it`),
+              )
             }
             infos.push({ key, size: object.Size ?? 0, etag: stripQuotes(object.ETag), lastModified: object.LastModified?.getTime() ?? 0 })
           }
-          const next = res.IsTruncated === true && res.NextContinuationToken ? Option.some({ token: res.NextContinuationToken as string | undefined }) : Option.none()
+          const next =
+            res.IsTruncated === true && res.NextContinuationToken
+              ? Option.some({ token: res.NextContinuationToken as string | undefined })
+              : Option.none()
           return Effect.succeed([infos, next] as const)
         }),
       )
 
     const remove = (key: string) =>
       Effect.flatMap(checkKey("delete", key), (objectKey) =>
-        Effect.asVoid(call("delete", key, (abortSignal) => client.send(new DeleteObjectCommand({ Bucket: bucket, Key: objectKey }), { abortSignal }))),
+        Effect.asVoid(
+          call("delete", key, (abortSignal) => client.send(new DeleteObjectCommand({ Bucket: bucket, Key: objectKey }), { abortSignal })),
+        ),
       )
 
     const deleteMany = (keys: ReadonlyArray<string>) =>
@@ -410,7 +456,9 @@ export const makeS3BlobStore = (settings: S3Settings, tuning: S3StoreTuning = {}
           (batch) =>
             Effect.flatMap(
               call("deleteMany", undefined, (abortSignal) =>
-                client.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }), { abortSignal }),
+                client.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }), {
+                  abortSignal,
+                }),
               ),
               (res) => {
                 const failed = (res.Errors ?? []).filter((e) => e.Code !== "NoSuchKey")
@@ -435,7 +483,9 @@ export const makeS3BlobStore = (settings: S3Settings, tuning: S3StoreTuning = {}
     const multipartCopy = (from: string, to: string, sourceKey: string, targetKey: string, size: number) =>
       Effect.gen(function* () {
         const copyPart = Math.max(partSize, Math.ceil(size / 10_000), Math.min(512 * MiB, copyThreshold))
-        const created = yield* call("copy", to, (abortSignal) => client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: targetKey }), { abortSignal }))
+        const created = yield* call("copy", to, (abortSignal) =>
+          client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: targetKey }), { abortSignal }),
+        )
         const uploadId = created.UploadId!
         const ranges: Array<readonly [number, number]> = []
         for (let offset = 0; offset < size; offset += copyPart) ranges.push([offset, Math.min(size, offset + copyPart) - 1])
@@ -462,12 +512,17 @@ export const makeS3BlobStore = (settings: S3Settings, tuning: S3StoreTuning = {}
             { concurrency: queueSize },
           )
           yield* call("copy", to, (abortSignal) =>
-            client.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: targetKey, UploadId: uploadId, MultipartUpload: { Parts: parts } }), { abortSignal }),
+            client.send(
+              new CompleteMultipartUploadCommand({ Bucket: bucket, Key: targetKey, UploadId: uploadId, MultipartUpload: { Parts: parts } }),
+              { abortSignal },
+            ),
           )
           return yield* headObject("copy", to, targetKey)
         }).pipe(
           Effect.onError(() =>
-            Effect.ignore(call("copy", to, () => client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: targetKey, UploadId: uploadId })))),
+            Effect.ignore(
+              call("copy", to, () => client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: targetKey, UploadId: uploadId }))),
+            ),
           ),
         )
       })
@@ -479,11 +534,18 @@ export const makeS3BlobStore = (settings: S3Settings, tuning: S3StoreTuning = {}
         const source = yield* headObject("copy", from, sourceKey)
         if (source.size > copyThreshold) return yield* multipartCopy(from, to, sourceKey, targetKey, source.size)
         const res = yield* call("copy", to, (abortSignal) =>
-          client.send(new CopyObjectCommand({ Bucket: bucket, Key: targetKey, CopySource: encodeCopySource(bucket, sourceKey) }), { abortSignal }),
+          client.send(new CopyObjectCommand({ Bucket: bucket, Key: targetKey, CopySource: encodeCopySource(bucket, sourceKey) }), {
+            abortSignal,
+          }),
         )
         const etag = stripQuotes(res.CopyObjectResult?.ETag)
         if (etag === "") return yield* headObject("copy", to, targetKey)
-        return { key: to, size: source.size, etag, lastModified: res.CopyObjectResult?.LastModified?.getTime() ?? Date.now() } satisfies ObjectInfo
+        return {
+          key: to,
+          size: source.size,
+          etag,
+          lastModified: res.CopyObjectResult?.LastModified?.getTime() ?? Date.now(),
+        } satisfies ObjectInfo
       })
 
     return {

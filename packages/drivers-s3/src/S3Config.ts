@@ -97,7 +97,9 @@ export const s3OptionsFromUrl = (url: URL, env: Readonly<Record<string, string |
         options.lean_requests = truthy(name, value)
         break
       default:
-        throw new Error(`unknown query parameter '${name}' (known: endpoint, region, virtual_host_style, path_style, upload_checksum, lean_requests)`)
+        throw new Error(
+          `unknown query parameter '${name}' (known: endpoint, region, virtual_host_style, path_style, upload_checksum, lean_requests)`,
+        )
     }
   }
   const envEndpoint = env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL
@@ -113,7 +115,13 @@ export interface S3Settings {
   readonly endpoint: string | undefined
   readonly region: string
   readonly forcePathStyle: boolean
-  readonly credentials: { readonly accessKeyId: string; readonly secretAccessKey: Redacted.Redacted<string>; readonly sessionToken?: Redacted.Redacted<string> } | undefined
+  readonly credentials:
+    | {
+        readonly accessKeyId: string
+        readonly secretAccessKey: Redacted.Redacted<string>
+        readonly sessionToken?: Redacted.Redacted<string>
+      }
+    | undefined
   readonly uploadChecksum: "sha256" | "md5" | "none"
   /** With a custom endpoint and path style: block requests without the SDK's command stack (S3LeanRequests.ts). */
   readonly leanRequests: boolean
@@ -136,14 +144,20 @@ export const resolveS3Settings = (options: S3Options, env: Readonly<Record<strin
     try {
       url = new URL(options.endpoint_url)
     } catch {
-      throw Object.assign(new Error(`'${options.endpoint_url}' is not a URL (write http://host:port or https://host)`), { key: "endpoint_url" })
+      throw Object.assign(new Error(`'${options.endpoint_url}' is not a URL (write http://host:port or https://host)`), {
+        key: "endpoint_url",
+      })
     }
-    if (url.protocol !== "http:" && url.protocol !== "https:") throw Object.assign(new Error("must be an http:// or https:// URL"), { key: "endpoint_url" })
+    if (url.protocol !== "http:" && url.protocol !== "https:")
+      throw Object.assign(new Error("must be an http:// or https:// URL"), { key: "endpoint_url" })
     if (url.username !== "" || url.password !== "") throw Object.assign(new Error("must not hold credentials"), { key: "endpoint_url" })
   }
   if ((options.access_key_id === undefined) !== (options.secret_access_key === undefined)) {
     const missing = options.access_key_id === undefined ? "access_key_id" : "secret_access_key"
-    throw Object.assign(new Error("access_key_id and secret_access_key go together: set both, or neither to use the SDK's default credential chain"), { key: missing })
+    throw Object.assign(
+      new Error("access_key_id and secret_access_key go together: set both, or neither to use the SDK's default credential chain"),
+      { key: missing },
+    )
   }
   let prefix: string
   try {
@@ -156,7 +170,8 @@ export const resolveS3Settings = (options: S3Options, env: Readonly<Record<strin
     prefix,
     endpoint: options.endpoint_url,
     region: options.region ?? (env.AWS_REGION || env.AWS_DEFAULT_REGION || "us-east-1"),
-    forcePathStyle: options.enable_virtual_host_style === undefined ? options.endpoint_url !== undefined : !options.enable_virtual_host_style,
+    forcePathStyle:
+      options.enable_virtual_host_style === undefined ? options.endpoint_url !== undefined : !options.enable_virtual_host_style,
     credentials:
       options.access_key_id !== undefined && options.secret_access_key !== undefined
         ? {
@@ -175,5 +190,6 @@ export const describeS3Location = (settings: S3Settings): string =>
   settings.prefix === "" ? `s3://${settings.bucket}` : `s3://${settings.bucket}/${settings.prefix.slice(0, -1)}`
 
 export const describeS3Service = (settings: S3Settings): string =>
-  settings.endpoint === undefined ? `Amazon S3 (region ${settings.region})` : `the S3 server at ${settings.endpoint} (region ${settings.region})`
-
+  settings.endpoint === undefined
+    ? `Amazon S3 (region ${settings.region})`
+    : `the S3 server at ${settings.endpoint} (region ${settings.region})`

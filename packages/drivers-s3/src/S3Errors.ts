@@ -8,8 +8,9 @@
  * sends errors without a Message, and HEAD errors without a Code), so the
  * HTTP status is the fallback everywhere.
  */
-import * as Predicate from "effect/Predicate"
+
 import { BlobStoreError, type BlobStoreErrorReason } from "@bendsave/core/BlobStore"
+import * as Predicate from "effect/Predicate"
 
 export const DRIVER = "s3"
 
@@ -26,7 +27,9 @@ export interface S3ErrorContext {
 }
 
 const str = (u: unknown, k: string): string | undefined =>
-  Predicate.hasProperty(u, k) && Predicate.isString((u as Record<string, unknown>)[k]) ? ((u as Record<string, unknown>)[k] as string) : undefined
+  Predicate.hasProperty(u, k) && Predicate.isString((u as Record<string, unknown>)[k])
+    ? ((u as Record<string, unknown>)[k] as string)
+    : undefined
 
 const httpStatus = (u: unknown): number | undefined => {
   const metadata = Predicate.hasProperty(u, "$metadata") ? (u.$metadata as { httpStatusCode?: unknown }) : undefined
@@ -36,7 +39,9 @@ const httpStatus = (u: unknown): number | undefined => {
 
 /** The region S3 says the bucket is in, when an error tells it. */
 const bucketRegion = (u: unknown): string | undefined => {
-  const headers = Predicate.hasProperty(u, "$response") ? (u.$response as { headers?: Record<string, string> } | undefined)?.headers : undefined
+  const headers = Predicate.hasProperty(u, "$response")
+    ? (u.$response as { headers?: Record<string, string> } | undefined)?.headers
+    : undefined
   const fromHeader = headers?.["x-amz-bucket-region"]
   if (fromHeader) return fromHeader
   const region = str(u, "Region")
@@ -45,7 +50,18 @@ const bucketRegion = (u: unknown): string | undefined => {
   return expecting?.[1]
 }
 
-const networkCodes = new Set(["ECONNRESET", "ECONNREFUSED", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EAI_AGAIN", "ECONNABORTED", "EHOSTUNREACH", "ENETUNREACH", "UND_ERR_SOCKET"])
+const networkCodes = new Set([
+  "ECONNRESET",
+  "ECONNREFUSED",
+  "ETIMEDOUT",
+  "EPIPE",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "ECONNABORTED",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "UND_ERR_SOCKET",
+])
 
 /** Maps a failure of an S3 call to a BlobStoreError. A BlobStoreError (e.g. from a put's body) passes through unchanged. */
 export const classifyError = (cause: unknown, context: S3ErrorContext): BlobStoreError => {
@@ -54,7 +70,8 @@ export const classifyError = (cause: unknown, context: S3ErrorContext): BlobStor
   const status = httpStatus(cause)
   const errno = str(cause, "code")
   const sdkMessage = str(cause, "message")
-  const said = sdkMessage && sdkMessage !== "UnknownError" ? `${name}: ${sdkMessage}` : status === undefined ? name : `${name} (HTTP ${status})`
+  const said =
+    sdkMessage && sdkMessage !== "UnknownError" ? `${name}: ${sdkMessage}` : status === undefined ? name : `${name} (HTTP ${status})`
   const make = (reason: BlobStoreErrorReason, detail: string, fix?: string, retryable?: boolean) =>
     new BlobStoreError({
       reason,
@@ -78,20 +95,36 @@ export const classifyError = (cause: unknown, context: S3ErrorContext): BlobStor
         "check `bucket` (and `endpoint_url`/`region`), or create the bucket first (aws s3 mb s3://<bucket>); bendsave never creates buckets",
       )
     case "PreconditionFailed":
-      return context.createOnly ? make("AlreadyExists", "the object already exists") : make("PreconditionFailed", "a precondition of the request failed")
+      return context.createOnly
+        ? make("AlreadyExists", "the object already exists")
+        : make("PreconditionFailed", "a precondition of the request failed")
     case "ConditionalRequestConflict":
       // Two create-only writes raced; the other one won or may win.
-      return context.createOnly ? make("AlreadyExists", "a concurrent create-only write of the object is in progress or won") : make("PreconditionFailed", "a conditional request conflicted", undefined, true)
+      return context.createOnly
+        ? make("AlreadyExists", "a concurrent create-only write of the object is in progress or won")
+        : make("PreconditionFailed", "a conditional request conflicted", undefined, true)
     case "InvalidRange":
       return make("RangeNotSatisfiable", "the range starts past the end of the object")
     case "InvalidAccessKeyId":
-      return make("PermissionDenied", `${context.service} does not know the access key id`, "check `access_key_id` / AWS_ACCESS_KEY_ID (and that the keys belong to this endpoint)")
+      return make(
+        "PermissionDenied",
+        `${context.service} does not know the access key id`,
+        "check `access_key_id` / AWS_ACCESS_KEY_ID (and that the keys belong to this endpoint)",
+      )
     case "SignatureDoesNotMatch":
-      return make("PermissionDenied", `${context.service} rejected the request signature: the secret key is wrong`, "check `secret_access_key` / AWS_SECRET_ACCESS_KEY")
+      return make(
+        "PermissionDenied",
+        `${context.service} rejected the request signature: the secret key is wrong`,
+        "check `secret_access_key` / AWS_SECRET_ACCESS_KEY",
+      )
     case "ExpiredToken":
     case "TokenRefreshRequired":
     case "InvalidToken":
-      return make("PermissionDenied", "the session credentials expired or are invalid", "refresh the credentials (AWS_SESSION_TOKEN, the profile or the role)")
+      return make(
+        "PermissionDenied",
+        "the session credentials expired or are invalid",
+        "refresh the credentials (AWS_SESSION_TOKEN, the profile or the role)",
+      )
     case "CredentialsProviderError":
       return make(
         "InvalidConfig",
@@ -101,7 +134,11 @@ export const classifyError = (cause: unknown, context: S3ErrorContext): BlobStor
     case "AccessDenied":
     case "AllAccessDisabled":
     case "AccountProblem":
-      return make("PermissionDenied", `${context.service} denied access to the ${bucket}`, "grant the credentials s3:GetObject, s3:PutObject, s3:ListBucket and s3:DeleteObject on the bucket")
+      return make(
+        "PermissionDenied",
+        `${context.service} denied access to the ${bucket}`,
+        "grant the credentials s3:GetObject, s3:PutObject, s3:ListBucket and s3:DeleteObject on the bucket",
+      )
     case "AuthorizationHeaderMalformed":
     case "PermanentRedirect":
     case "IllegalLocationConstraintException": {
@@ -121,7 +158,12 @@ export const classifyError = (cause: unknown, context: S3ErrorContext): BlobStor
     case "BadDigest":
     case "InvalidDigest":
     case "XAmzContentSHA256Mismatch":
-      return make("Unavailable", "the service received different bytes than were sent (checksum mismatch); the upload was refused", undefined, true)
+      return make(
+        "Unavailable",
+        "the service received different bytes than were sent (checksum mismatch); the upload was refused",
+        undefined,
+        true,
+      )
     case "EntityTooLarge":
       return make("Unsupported", "the object is larger than the service accepts")
     case "InvalidBucketName":
@@ -155,11 +197,19 @@ export const classifyError = (cause: unknown, context: S3ErrorContext): BlobStor
     case 301:
     case 307: {
       const region = bucketRegion(cause)
-      return make("InvalidConfig", `the ${bucket} is in ${region === undefined ? "another region" : `region ${region}`}, not ${context.region}`, `set region = "${region ?? "<the bucket's region>"}"`)
+      return make(
+        "InvalidConfig",
+        `the ${bucket} is in ${region === undefined ? "another region" : `region ${region}`}, not ${context.region}`,
+        `set region = "${region ?? "<the bucket's region>"}"`,
+      )
     }
     case 400:
       if (bucketRegion(cause) !== undefined && bucketRegion(cause) !== context.region) {
-        return make("InvalidConfig", `the ${bucket} is in region ${bucketRegion(cause)}, not ${context.region}`, `set region = "${bucketRegion(cause)}"`)
+        return make(
+          "InvalidConfig",
+          `the ${bucket} is in region ${bucketRegion(cause)}, not ${context.region}`,
+          `set region = "${bucketRegion(cause)}"`,
+        )
       }
       return make("Unknown", "the service refused the request as malformed")
     case 403:
@@ -172,9 +222,13 @@ export const classifyError = (cause: unknown, context: S3ErrorContext): BlobStor
     case 404:
       return make("NotFound", "no such object (or no such bucket)")
     case 409:
-      return context.createOnly ? make("AlreadyExists", "a concurrent create-only write of the object is in progress or won") : make("Unknown", "the request conflicts with the object's state", undefined, true)
+      return context.createOnly
+        ? make("AlreadyExists", "a concurrent create-only write of the object is in progress or won")
+        : make("Unknown", "the request conflicts with the object's state", undefined, true)
     case 412:
-      return context.createOnly ? make("AlreadyExists", "the object already exists") : make("PreconditionFailed", "a precondition of the request failed")
+      return context.createOnly
+        ? make("AlreadyExists", "the object already exists")
+        : make("PreconditionFailed", "a precondition of the request failed")
     case 416:
       return make("RangeNotSatisfiable", "the range starts past the end of the object")
     case 429:
@@ -185,7 +239,12 @@ export const classifyError = (cause: unknown, context: S3ErrorContext): BlobStor
     case 504:
       return make("Unavailable", `${context.service} failed (HTTP ${status})`)
   }
-  if (status === undefined && Predicate.hasProperty(cause, "$fault") === false && cause instanceof Error && /socket|network|ECONN|timeout/i.test(cause.message)) {
+  if (
+    status === undefined &&
+    Predicate.hasProperty(cause, "$fault") === false &&
+    cause instanceof Error &&
+    /socket|network|ECONN|timeout/i.test(cause.message)
+  ) {
     return make("Unavailable", `the connection to ${context.service} failed`)
   }
   return make("Unknown", "unexpected failure", undefined, status !== undefined && status >= 500)

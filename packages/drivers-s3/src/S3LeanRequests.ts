@@ -18,7 +18,11 @@ import { SignatureV4 } from "@smithy/signature-v4"
 import type { S3Settings } from "./S3Config.ts"
 
 const toBytes = (data: string | ArrayBuffer | ArrayBufferView): string | Uint8Array =>
-  typeof data === "string" ? data : data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+  typeof data === "string"
+    ? data
+    : data instanceof ArrayBuffer
+      ? new Uint8Array(data)
+      : new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
 
 /** A node:crypto SHA-256 / HMAC-SHA-256 in the shape the signer wants. */
 class NodeSha256 {
@@ -37,7 +41,8 @@ class NodeSha256 {
 const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 /** RFC 3986 encoding of one path segment (what SigV4 and S3 expect). */
-const encodeSegment = (segment: string): string => encodeURIComponent(segment).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
+const encodeSegment = (segment: string): string =>
+  encodeURIComponent(segment).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
 
 export interface LeanResponse {
   readonly status: number
@@ -50,7 +55,15 @@ const errorOf = (response: LeanResponse): Error => {
   const text = response.body.toString("utf8")
   const code = /<Code>([^<]*)<\/Code>/.exec(text)?.[1]
   const message = /<Message>([^<]*)<\/Message>/.exec(text)?.[1]
-  const name = code ?? (response.status === 404 ? "NotFound" : response.status === 412 ? "PreconditionFailed" : response.status === 416 ? "InvalidRange" : "Unknown")
+  const name =
+    code ??
+    (response.status === 404
+      ? "NotFound"
+      : response.status === 412
+        ? "PreconditionFailed"
+        : response.status === 416
+          ? "InvalidRange"
+          : "Unknown")
   return Object.assign(new Error(message ?? "UnknownError"), {
     name,
     Code: code,
@@ -71,8 +84,13 @@ export interface LeanRequests {
   readonly destroy: () => void
 }
 
-/** The lean path for these settings, or undefined where the SDK must do it all (Amazon S3, virtual-host addressing). */
-export const makeLeanRequests = (client: S3Client, settings: S3Settings): LeanRequests | undefined => {
+/**
+ * The lean path for these settings, or undefined where the SDK must do it all
+ * (Amazon S3, virtual-host addressing). A request whose connection stays idle
+ * for `idleTimeoutMs` (default 300 s, the SDK client's `requestTimeout`)
+ * fails as a TimeoutError (retryable): a stalled server never hangs a backup.
+ */
+export const makeLeanRequests = (client: S3Client, settings: S3Settings, idleTimeoutMs = 300_000): LeanRequests | undefined => {
   if (settings.endpoint === undefined || !settings.forcePathStyle || !settings.leanRequests) return undefined
   const base = new URL(settings.endpoint)
   const secure = base.protocol === "https:"
@@ -88,7 +106,13 @@ export const makeLeanRequests = (client: S3Client, settings: S3Settings): LeanRe
     applyChecksum: false,
   })
 
-  const send = async (method: string, objectKey: string, headers: Record<string, string>, body: Uint8Array | undefined, signal: AbortSignal): Promise<LeanResponse> => {
+  const send = async (
+    method: string,
+    objectKey: string,
+    headers: Record<string, string>,
+    body: Uint8Array | undefined,
+    signal: AbortSignal,
+  ): Promise<LeanResponse> => {
     const path = `${basePath}/${encodeSegment(settings.bucket)}/${objectKey.split("/").map(encodeSegment).join("/")}`
     const signed = await signer.sign({
       method,
@@ -107,10 +131,19 @@ export const makeLeanRequests = (client: S3Client, settings: S3Settings): LeanRe
           const chunks: Array<Buffer> = []
           response.on("data", (chunk: Buffer) => chunks.push(chunk))
           response.on("error", reject)
-          response.on("end", () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks) }))
+          response.on("end", () =>
+            resolve({
+              status: response.statusCode ?? 0,
+              headers: response.headers,
+              body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks),
+            }),
+          )
         },
       )
       request.on("error", reject)
+      request.setTimeout(idleTimeoutMs, () =>
+        request.destroy(Object.assign(new Error(`no data from the server for ${idleTimeoutMs / 1000} s`), { name: "TimeoutError" })),
+      )
       request.end(body === undefined ? undefined : Buffer.from(body.buffer, body.byteOffset, body.byteLength))
     })
   }

@@ -3,12 +3,13 @@
  * services. The default export is the driver definition bendsave loads for
  * `[storage] type = "s3"` and `s3://bucket/prefix` repositories.
  */
+
+import { BlobStoreError } from "@bendsave/core/BlobStore"
 import type { StorageDriver } from "@bendsave/core/StorageDriver"
 import * as Effect from "effect/Effect"
 import { makeS3BlobStore, S3_CAPABILITIES } from "./S3BlobStore.ts"
 import { resolveS3Settings, S3_OPTIONS_HELP, S3_SECRET_KEYS, type S3Options, S3OptionsSchema, s3OptionsFromUrl } from "./S3Config.ts"
 import { DRIVER } from "./S3Errors.ts"
-import { BlobStoreError } from "@bendsave/core/BlobStore"
 
 export * from "./S3BlobStore.ts"
 export * from "./S3Config.ts"

@@ -8,7 +8,15 @@
  * key id, unreachable endpoint).
  */
 import { createHash, randomBytes } from "node:crypto"
-import { CreateBucketCommand, DeleteBucketCommand, DeleteObjectsCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3"
+import * as net from "node:net"
+import {
+  CreateBucketCommand,
+  DeleteBucketCommand,
+  DeleteObjectsCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  type S3Client,
+} from "@aws-sdk/client-s3"
 import type { BlobStore, BlobStoreError } from "@bendsave/core"
 import { DEFAULT_RETRY, withRetry } from "@bendsave/core"
 import { blobStoreConformance } from "@bendsave/core/testing"
@@ -173,7 +181,10 @@ describe("S3 driver on Ceph radosgw", () => {
   })
 
   it("copy above the multipart threshold uses UploadPartCopy and yields the same bytes", async () => {
-    const { store: small, close: closeSmall } = await open(settingsFor(bucket, root), { partSize: 5 * MiB, multipartCopyThreshold: 6 * MiB })
+    const { store: small, close: closeSmall } = await open(settingsFor(bucket, root), {
+      partSize: 5 * MiB,
+      multipartCopyThreshold: 6 * MiB,
+    })
     try {
       const data = bytes(13 * MiB + 1)
       await run(small.put("copy/source.bin", data))
@@ -316,6 +327,29 @@ describe("S3 driver errors against the real server", () => {
       expect(error.fix).toContain("access_key_id")
     } finally {
       await close()
+    }
+  })
+
+  it("a server that accepts a block request and never answers fails it as Unavailable (retryable) after the idle timeout", async () => {
+    const sockets: Array<net.Socket> = []
+    const silent = net.createServer((socket) => {
+      sockets.push(socket)
+      socket.resume()
+    })
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve))
+    const endpoint = `http://127.0.0.1:${(silent.address() as net.AddressInfo).port}`
+    const { store, close } = await open(settingsFor(bucket, "", { endpoint_url: endpoint }), { idleTimeoutMs: 300 })
+    try {
+      const started = Date.now()
+      const error = await failure(store.put("stalled", new Uint8Array(1000)))
+      expect(error.reason).toBe("Unavailable")
+      expect(error.isRetryable).toBe(true)
+      expect(error.message).toContain("no answer")
+      expect(Date.now() - started).toBeLessThan(10_000)
+    } finally {
+      await close()
+      for (const socket of sockets) socket.destroy()
+      silent.close()
     }
   })
 

@@ -52,7 +52,8 @@ describe("[storage.s3] options", () => {
 })
 
 describe("S3 settings", () => {
-  const resolve = (options: Partial<S3Options>, env: Record<string, string> = {}) => resolveS3Settings({ bucket: "b", ...options } as S3Options, env)
+  const resolve = (options: Partial<S3Options>, env: Record<string, string> = {}) =>
+    resolveS3Settings({ bucket: "b", ...options } as S3Options, env)
 
   it("defaults: region from AWS_REGION else us-east-1; path style with an endpoint, virtual host on AWS; sha256 checksums", () => {
     expect(resolve({}).region).toBe("us-east-1")
@@ -88,7 +89,14 @@ describe("s3:// URLs", () => {
 
   it("bucket from the host, root from the path, settings from the query", async () => {
     const raw = url("s3://backups/prod/db?endpoint=http://127.0.0.1:18090&region=us-east-1&path_style=true&upload_checksum=md5")
-    expect(raw).toEqual({ bucket: "backups", root: "/prod/db", endpoint_url: "http://127.0.0.1:18090", region: "us-east-1", enable_virtual_host_style: false, upload_checksum: "md5" })
+    expect(raw).toEqual({
+      bucket: "backups",
+      root: "/prod/db",
+      endpoint_url: "http://127.0.0.1:18090",
+      region: "us-east-1",
+      enable_virtual_host_style: false,
+      upload_checksum: "md5",
+    })
     expect((await decode(raw)).bucket).toBe("backups")
   })
 

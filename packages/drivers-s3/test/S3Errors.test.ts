@@ -7,12 +7,23 @@ import { S3ServiceException } from "@aws-sdk/client-s3"
 import { describe, expect, it } from "vitest"
 import { classifyError, type S3ErrorContext } from "../src/S3Errors.ts"
 
-const context: S3ErrorContext = { operation: "get", key: "a/b", bucket: "prod-data", service: "Amazon S3 (region us-east-1)", region: "us-east-1" }
+const context: S3ErrorContext = {
+  operation: "get",
+  key: "a/b",
+  bucket: "prod-data",
+  service: "Amazon S3 (region us-east-1)",
+  region: "us-east-1",
+}
 
 /** An error as the SDK throws it for an S3 error response. */
 const sdkError = (name: string, status: number, extra: Record<string, unknown> = {}) =>
   Object.assign(
-    new S3ServiceException({ name, $fault: status >= 500 ? "server" : "client", $metadata: { httpStatusCode: status }, message: extra.message as string | undefined ?? "UnknownError" }),
+    new S3ServiceException({
+      name,
+      $fault: status >= 500 ? "server" : "client",
+      $metadata: { httpStatusCode: status },
+      message: (extra.message as string | undefined) ?? "UnknownError",
+    }),
     extra,
   )
 
@@ -70,25 +81,35 @@ describe("S3 classifyError", () => {
   })
 
   it("a wrong region names the bucket's region, from the header, the Region field or the message", () => {
-    const fromHeader = classifyError(sdkError("PermanentRedirect", 301, { $response: { headers: { "x-amz-bucket-region": "eu-west-1" } } }), context)
+    const fromHeader = classifyError(
+      sdkError("PermanentRedirect", 301, { $response: { headers: { "x-amz-bucket-region": "eu-west-1" } } }),
+      context,
+    )
     expect(fromHeader.message).toContain("is in region eu-west-1, not us-east-1")
     expect(fromHeader.fix).toBe('set region = "eu-west-1" (or ?region=eu-west-1 in the URL)')
     const fromField = classifyError(sdkError("PermanentRedirect", 301, { Region: "ap-south-1" }), context)
     expect(fromField.fix).toContain("ap-south-1")
     const fromMessage = classifyError(
-      sdkError("AuthorizationHeaderMalformed", 400, { message: "The authorization header is malformed; the region 'us-east-1' is wrong; expecting 'eu-central-1'" }),
+      sdkError("AuthorizationHeaderMalformed", 400, {
+        message: "The authorization header is malformed; the region 'us-east-1' is wrong; expecting 'eu-central-1'",
+      }),
       context,
     )
     expect(fromMessage.fix).toContain('region = "eu-central-1"')
     // A HEAD on a bucket in another region: 301 without a code.
-    expect(classifyError(sdkError("Unknown", 301, { $response: { headers: { "x-amz-bucket-region": "us-west-2" } } }), context).fix).toContain("us-west-2")
+    expect(
+      classifyError(sdkError("Unknown", 301, { $response: { headers: { "x-amz-bucket-region": "us-west-2" } } }), context).fix,
+    ).toContain("us-west-2")
   })
 
   it("bad credentials say which setting to check; no credentials at all say where to put them", () => {
     expect(classifyError(sdkError("SignatureDoesNotMatch", 403), context).fix).toContain("secret_access_key")
     expect(classifyError(sdkError("InvalidAccessKeyId", 403), context).fix).toContain("access_key_id")
     expect(classifyError(sdkError("AccessDenied", 403), context).fix).toContain("s3:GetObject")
-    const none = classifyError(Object.assign(new Error("Could not load credentials from any providers"), { name: "CredentialsProviderError" }), context)
+    const none = classifyError(
+      Object.assign(new Error("Could not load credentials from any providers"), { name: "CredentialsProviderError" }),
+      context,
+    )
     expect(none.reason).toBe("InvalidConfig")
     expect(none.fix).toContain("AWS_ACCESS_KEY_ID")
   })
