@@ -16,6 +16,7 @@ import {
   listBackupIds,
   type ManifestError,
   makeParentCursor,
+  PIN_PREFIX,
   type Repository,
   readManifest,
   streamMetaEntries,
@@ -39,7 +40,8 @@ import {
   textOf,
 } from "./Layout.ts"
 
-export const PIN_PREFIX = "pins/"
+/** The repository pin prefix; core Pins.ts owns the layout. */
+export { PIN_PREFIX }
 
 /** The content of a pin object. */
 export interface Pin {
