@@ -20,6 +20,7 @@ import {
   describeRun,
   exportMetaText,
   importMeta,
+  type JsonObject,
   listFiles,
   MiB,
   makeTempDir,
@@ -80,15 +81,18 @@ const runUntil = async (run: Running, killWhen: () => Promise<boolean>, timeoutM
   return run.done
 }
 
-/** A source cluster: large multi-block files and many small ones, and meta keys. */
-const makeSourceCluster = async (root: string, name: string, scale = 1) => {
+/**
+ * A source cluster: large multi-block files and many small ones, and meta keys. `scale` scales both;
+ * `smallFiles` sets the count of small files (default 500 x scale).
+ */
+const makeSourceCluster = async (root: string, name: string, scale = 1, smallFiles = Math.round(500 * scale)) => {
   const src = await writeCluster(join(root, name), { name })
   await mkdir(src.metaDir, { recursive: true })
   const sizes = [9, 14, 20, 17, 25].map((m) => Math.round(m * scale * MiB) + 1234)
   for (const [i, size] of sizes.entries()) await writeRandomFile(join(src.dataDir, `db${i % 2}`, `big${i}.parquet`), size)
-  for (let i = 0; i < Math.round(500 * scale); i++) {
+  for (let i = 0; i < smallFiles; i++) {
     await writeRandomFile(
-      join(src.dataDir, `db${i % 3}`, `t${i % 7}`, `part-${String(i).padStart(4, "0")}.parquet`),
+      join(src.dataDir, `db${i % 3}`, `t${i % 7}`, `part-${String(i).padStart(5, "0")}.parquet`),
       1000 + ((i * 7919) % 80_000),
     )
   }
@@ -167,9 +171,11 @@ const manifestsIn = async (repo: string) =>
   (await readdir(join(repo, "manifests")).catch(() => [] as Array<string>)).filter((n) => n.endsWith(".manifest"))
 
 describe("kill and resume (SIGKILL of the CLI)", () => {
-  it("a backup SIGKILLed at 22 points across its run resumes each time, never re-reads finished files, and commits the backup an uninterrupted run makes", async () => {
+  it("a backup SIGKILLed at 22 points spread over its run resumes each time, never re-reads finished files, and commits the backup an uninterrupted run makes", async () => {
     const root = await makeTempDir("resume-backup")
-    const src = await makeSourceCluster(root, "prod")
+    // Mostly small files, so that progress is smooth enough for 22 kill points (a multi-block file
+    // advances 8 MiB at a time), and some multi-block files, so that kills land inside them too.
+    const src = await makeSourceCluster(root, "prod", 0.4, 2000)
     const total = await totalBytes(src.dataDir)
     const fileCount = (await listFiles(src.dataDir)).length
     expect(total).toBeGreaterThan(100 * MiB)
@@ -180,22 +186,40 @@ describe("kill and resume (SIGKILL of the CLI)", () => {
     const cleanManifest = await readManifest(reference, clean.backup_id)
 
     const repo = join(root, "repo")
-    const args = ["backup", "--from", src.toml, "--to", repo, "--checkpoint-interval", "100ms", "--limit-upload", "60MiB"]
-    // Kill points: one before the first checkpoint (a fixed delay), then at 1/22 .. 21/22 of the bytes
-    // (each at a checkpoint written by the run being killed, so every run gets to do some work).
+    const args = ["backup", "--from", src.toml, "--to", repo, "--checkpoint-interval", "100ms", "--limit-upload", "20MiB"]
+    // Kill points: one before the first checkpoint (a fixed delay), then 21 spread over the bytes. Each
+    // is set from where the previous kill left the backup: an equal share of what remains up to 85% of
+    // the bytes (progress comes in blocks of up to 8 MiB, so fixed fractions of the total would let a
+    // run overshoot several points at once), and always at a checkpoint this run wrote with more bytes
+    // than the last one (every run does some work). Past 85%, a run is killed at its first checkpoint
+    // with progress, up to 97% of the bytes.
+    const POINTS = 22
+    const spreadTo = 0.85 * total
+    const lastKillAt = 0.97 * total
+    let lastBytes = 0
     const points: Array<{ label: string; when: (checkpoint: BackupManifest | undefined, bytes: number, ms: number) => boolean }> = [
       { label: "right after start (no checkpoint yet)", when: (_c, _b, ms) => ms > 150 },
-      ...Array.from({ length: 21 }, (_, i) => ({
-        label: `at ${i + 1}/22 of the bytes`,
-        when: (c: BackupManifest | undefined, bytes: number) => c !== undefined && bytes >= ((i + 1) / 22) * total,
-      })),
+      ...Array.from({ length: POINTS - 1 }, (_, i) => {
+        let target: number | undefined
+        return {
+          label: `point ${i + 2} of ${POINTS}`,
+          when: (c: BackupManifest | undefined, bytes: number) => {
+            target ??= lastBytes + Math.max(0, spreadTo - lastBytes) / (POINTS - 1 - i)
+            return c !== undefined && bytes > lastBytes && bytes >= target && bytes <= lastKillAt
+          },
+        }
+      }),
     ]
     let backupId: string | undefined
     let previous: ReadonlyArray<string> = []
     let survived = 0
+    /** The result of a run that finished before its kill point (the last ones may: it is a resume too). */
+    let completed: JsonObject | undefined
+    /** Set when a kill landed after the commit (between it and the process's exit): the backup is done. */
+    let committedBeforeKill = false
     for (const [n, point] of points.entries()) {
       const startedAt = Date.now()
-      const run = start(args, root)
+      const run = start([...args, "--json"], root)
       const result = await runUntil(run, async () => {
         const found = await readCheckpointFile(repo)
         const c = found?.checkpoint?.writer.endsWith(` pid ${run.child.pid}`) ? found : undefined
@@ -203,21 +227,33 @@ describe("kill and resume (SIGKILL of the CLI)", () => {
         return point.when(c, bytes, Date.now() - startedAt)
       })
       const context = `kill ${n + 1} (${point.label})\n--- stderr\n${result.stderr}`
-      if (result.code === 0) break // finished before the kill point: the last runs may
+      if (result.code === 0) {
+        // Finished before its kill point (the last runs may): it resumed, so it stands for the final run.
+        expect(result.stderr, context).toContain(`resuming backup ${backupId}`)
+        completed = JSON.parse(result.stdout)
+        break
+      }
       expect(result.signal, context).toBe("SIGKILL")
       survived++
       if (n > 0 && backupId !== undefined) expect(result.stderr, context).toContain(`resuming backup ${backupId}`)
-      // Crash consistency: nothing committed, and the checkpoint references only stored blocks.
-      expect(await manifestsIn(repo), context).toEqual([])
+      // Crash consistency: nothing committed (unless the kill came after the commit: then that backup
+      // is complete, with at most its checkpoint left over), and the checkpoint references only stored blocks.
+      const committed = await manifestsIn(repo)
+      if (committed.length > 0) {
+        expect(committed, context).toEqual([`${backupId}.manifest`])
+        committedBeforeKill = true
+        break
+      }
       const checkpoint = await readCheckpointFile(repo)
       if (checkpoint === undefined) continue // killed before its first checkpoint
       backupId ??= checkpoint.backupMeta?.backupId
       expect(checkpoint.backupMeta?.backupId, context).toBe(backupId)
       expect(await missingBlocks(repo, checkpoint), context).toEqual([])
       // Progress is kept: what was finished stays finished.
-      const { finished } = await checkpointProgress(repo, checkpoint)
+      const { finished, bytes } = await checkpointProgress(repo, checkpoint)
       for (const path of previous) expect(finished, context).toContain(path)
       previous = finished
+      lastBytes = bytes
       if (n === 5) {
         const list = await bendsaveJson(["list", repo], { cwd: root })
         expect(list.backups).toEqual([])
@@ -226,15 +262,27 @@ describe("kill and resume (SIGKILL of the CLI)", () => {
     }
     expect(survived).toBeGreaterThanOrEqual(20)
 
-    // The same command once more, to the end.
-    const final = await bendsaveJson(args, { cwd: root })
-    expect(final).toMatchObject({ resumed: true, resumed_from: backupId, backup_id: backupId, files_total: fileCount, bytes_total: total })
-    // Counters: the files the last checkpoint held as finished were not read again.
-    expect(final.files_resumed).toBeGreaterThanOrEqual(previous.length)
-    expect(final.files_read).toBeLessThanOrEqual(fileCount - previous.length)
-    expect(await readdir(join(repo, "checkpoints")).catch(() => [])).toEqual([])
+    // The same command once more, to the end (unless a last run already got there).
+    let final: JsonObject | undefined
+    if (committedBeforeKill) {
+      // A leftover checkpoint of a committed backup is not an incomplete backup.
+      expect((await bendsaveJson(["list", repo], { cwd: root })).incomplete).toEqual([])
+    } else {
+      final = completed ?? (await bendsaveJson(args, { cwd: root }))
+      expect(final).toMatchObject({
+        resumed: true,
+        resumed_from: backupId,
+        backup_id: backupId,
+        files_total: fileCount,
+        bytes_total: total,
+      })
+      // Counters: the files the last checkpoint held as finished were not read again.
+      expect(final.files_resumed).toBeGreaterThanOrEqual(previous.length)
+      expect(final.files_read).toBeLessThanOrEqual(fileCount - previous.length)
+      expect(await readdir(join(repo, "checkpoints")).catch(() => [])).toEqual([])
+    }
     // Identical to the uninterrupted backup: same file list pages, same meta pages (content-addressed).
-    const manifest = await readManifest(repo, final.backup_id)
+    const manifest = await readManifest(repo, backupId ?? "")
     expect(manifest.storage?.pages.map((p) => p.blockId)).toEqual(cleanManifest.storage?.pages.map((p) => p.blockId))
     expect(manifest.metasrv?.pages.map((p) => p.blockId)).toEqual(cleanManifest.metasrv?.pages.map((p) => p.blockId))
     expect(await missingBlocks(repo, manifest)).toEqual([])
@@ -246,7 +294,10 @@ describe("kill and resume (SIGKILL of the CLI)", () => {
     expect(await compareDirs(src.dataDir, dst.dataDir)).toEqual([])
     expect(await exportMetaText(dst)).toBe(await exportMetaText(src))
     console.log(
-      `backup kill points survived: ${survived}; final run read ${final.files_read} of ${fileCount} files (${final.files_resumed} from the checkpoint)`,
+      `backup kill points survived: ${survived}; ` +
+        (final === undefined
+          ? "the last kill came after the commit"
+          : `final run read ${final.files_read} of ${fileCount} files (${final.files_resumed} from the checkpoint)`),
     )
   }, 600_000)
 

@@ -219,7 +219,7 @@ export const readBackupSnapshot = Effect.fnUntraced(function* (repo: Repository,
  */
 export const writePin = Effect.fnUntraced(function* (repo: Repository, pin: Pin) {
   const key = `${PIN_PREFIX}${pin.backup_id}/${newId()}.json`
-  yield* repo.store.put(key, jsonBytes(pin), { ifNotExists: true })
+  yield* repo.store.put(key, jsonBytes(pin), { ifNotExists: true, control: true })
   // A vacuum that listed pins before ours landed may be deleting manifests: let it finish (§11).
   yield* waitWhileExpiring(repo.store)
   const ids = yield* listBackupIds(repo)

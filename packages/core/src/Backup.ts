@@ -450,7 +450,7 @@ const backupUnderLease = Effect.fn("Backup.run")(function* (cluster: Cluster, re
       if (!(yield* exists(repo.store, manifestKey(backupId)))) {
         sequence = 1
         const first = build(backupId, [], done, { resumeAfter: "", lastPageOpen: false, partialFiles: [], filesRead: 0, bytesRead: 0 })
-        const reserved = yield* repo.store.put(checkpointKey(backupId), encodeCheckpoint(first), { ifNotExists: true }).pipe(
+        const reserved = yield* repo.store.put(checkpointKey(backupId), encodeCheckpoint(first), { ifNotExists: true, control: true }).pipe(
           Effect.as(true),
           Effect.catchIf(
             (e) => e.reason === "AlreadyExists",
@@ -702,7 +702,7 @@ const backupUnderLease = Effect.fn("Backup.run")(function* (cluster: Cluster, re
         filesRead: readBefore.files + counters.filesRead,
         bytesRead: readBefore.bytes + counters.bytesRead,
       })
-      yield* repo.store.put(key, encodeCheckpoint(record))
+      yield* repo.store.put(key, encodeCheckpoint(record), { control: true })
       counters.checkpoints++
       lastCheckpoint = { at: Date.now(), bytes: view.bytes, changes: view.changes }
     }),

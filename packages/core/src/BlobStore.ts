@@ -105,6 +105,12 @@ export interface PutOptions {
    * driver may ignore it.
    */
   readonly contentSha256?: string
+  /**
+   * A small bookkeeping object (a lease, a checkpoint, a manifest): an upload
+   * limit counts its bytes but does not queue it behind data, so a slow link
+   * cannot make a lease expire or a checkpoint fall behind. Drivers ignore it.
+   */
+  readonly control?: boolean
 }
 
 export type Body = Uint8Array | Stream.Stream<Uint8Array, BlobStoreError>

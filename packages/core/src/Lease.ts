@@ -301,7 +301,7 @@ const hold = (
           renewed_at: new Date(now).toISOString(),
           expires_at: new Date(now + state.record.ttl_ms).toISOString(),
         }
-        yield* store.put(key, serialize(next))
+        yield* store.put(key, serialize(next), { control: true })
         state.record = next
       })
     const renewer = yield* Effect.forkScoped(
@@ -322,7 +322,9 @@ const hold = (
         } else {
           // Exclusive: mark released (keeping the generation, so numbering only grows).
           const now = yield* Clock.currentTimeMillis
-          yield* store.put(key, serialize({ ...state.record, released: true, renewed_at: new Date(now).toISOString() })).pipe(Effect.ignore)
+          yield* store
+            .put(key, serialize({ ...state.record, released: true, renewed_at: new Date(now).toISOString() }), { control: true })
+            .pipe(Effect.ignore)
         }
       }),
     )
@@ -382,7 +384,7 @@ export const acquireSharedLease = (
     const key = `${SHARED_LEASE_PREFIX}${kind}/${id}.json`
     const now = yield* Clock.currentTimeMillis
     const record = newRecord("shared", kind, id, options, now)
-    yield* store.put(key, serialize(record), { ifNotExists: true })
+    yield* store.put(key, serialize(record), { ifNotExists: true, control: true })
     return yield* hold(store, key, record, options.renewEveryMs ?? record.ttl_ms / 4, undefined)
   })
 
@@ -433,7 +435,7 @@ export const acquireExclusiveLease = (
       const generation = (newest?.g ?? 0) + 1
       const key = generationKey(name, generation)
       const record = newRecord("exclusive", name, crypto.randomUUID(), options, now, generation)
-      const won = yield* store.put(key, serialize(record), { ifNotExists: true }).pipe(
+      const won = yield* store.put(key, serialize(record), { ifNotExists: true, control: true }).pipe(
         Effect.as(true),
         Effect.catchIf(
           (e) => e.reason === "AlreadyExists",

@@ -54,7 +54,9 @@ export interface PageStats {
 const storePage = Effect.fnUntraced(function* (repo: Repository, bytes: Uint8Array, entryCount: number, first: string, stats: PageStats) {
   const { id, bytes: hashed } = yield* hashBlock(bytes)
   if (!(yield* hasBlock(repo, id))) {
-    if (yield* putBlock(repo, id, hashed)) {
+    // Pages are bookkeeping (control traffic for an upload limit): a page held behind queued data
+    // would hold the page writer, and with it every checkpoint, for as long.
+    if (yield* putBlock(repo, id, hashed, { control: true })) {
       stats.pagesUploaded++
       stats.pageBytesUploaded += hashed.length
     }

@@ -101,7 +101,7 @@ export const pinBackup = Effect.fn("Pins.pin")(function* (
       fix: `run \`bendsave list ${repo.location}\` to see the backups in this repository`,
     })
   if (!exists(yield* listBackupIds(repo))) return yield* notFound()
-  yield* repo.store.put(key, new TextEncoder().encode(`${JSON.stringify(record, null, 2)}\n`), { ifNotExists: true })
+  yield* repo.store.put(key, new TextEncoder().encode(`${JSON.stringify(record, null, 2)}\n`), { ifNotExists: true, control: true })
   yield* waitWhileExpiring(repo.store)
   if (!exists(yield* listBackupIds(repo))) {
     yield* repo.store.delete(key)

@@ -234,7 +234,7 @@ export const readManifest = Effect.fn("Repository.readManifest")(function* (repo
  * `AlreadyExists` when another backup took the id.
  */
 export const commitManifest = (repo: Repository, manifest: BackupManifest) =>
-  repo.store.put(manifestKey(manifest.backupMeta?.backupId ?? ""), encodeManifest(manifest), { ifNotExists: true })
+  repo.store.put(manifestKey(manifest.backupMeta?.backupId ?? ""), encodeManifest(manifest), { ifNotExists: true, control: true })
 
 /** Whether a block is stored (with the given size when one is known). */
 export const hasBlock = (repo: Repository, blockId: string): Effect.Effect<boolean, BlobStoreError> =>
@@ -250,8 +250,13 @@ export const hasBlock = (repo: Repository, blockId: string): Effect.Effect<boole
  * Stores a block whose id the caller computed from `bytes`. Returns whether
  * this call uploaded it (false: it was already there).
  */
-export const putBlock = (repo: Repository, blockId: string, bytes: Uint8Array): Effect.Effect<boolean, BlobStoreError> =>
-  repo.store.put(blockKey(blockId), bytes, { ifNotExists: true, contentSha256: blockId }).pipe(
+export const putBlock = (
+  repo: Repository,
+  blockId: string,
+  bytes: Uint8Array,
+  options?: { readonly control?: boolean },
+): Effect.Effect<boolean, BlobStoreError> =>
+  repo.store.put(blockKey(blockId), bytes, { ifNotExists: true, contentSha256: blockId, control: options?.control }).pipe(
     Effect.as(true),
     Effect.catchIf(
       (e) => e.reason === "AlreadyExists",

@@ -20,7 +20,8 @@
  * - **concurrency**: at most N requests of one store in flight.
  * - **bandwidth**: upload (bytes written) and download (bytes read) limits in
  *   bytes per second, shared by every store of the process (the CLI's
- *   `--limit-upload` and `--limit-download`).
+ *   `--limit-upload` and `--limit-download`). Puts marked `control` (leases,
+ *   checkpoints, manifests) are counted but never queued behind data.
  *
  * The settings are a Context.Reference: provide `StorageLimits` to change them.
  */
@@ -43,6 +44,8 @@ export interface RetryPolicy {
 export interface RateLimiter {
   readonly bytesPerSecond: number
   readonly take: (bytes: number) => Effect.Effect<void>
+  /** Counts `bytes` that pass at once (bookkeeping traffic): later takers wait for them instead. */
+  readonly debit: (bytes: number) => Effect.Effect<void>
 }
 
 export interface StorageLimitsSettings {
@@ -73,23 +76,33 @@ export const StorageLimits = Context.Reference<StorageLimitsSettings>("@bendsave
 // Rates
 // ---------------------------------------------------------------------------
 
+/** The burst a limiter allows after a pause: a tenth of a second's worth of bytes. */
+export const RATE_BURST_SECONDS = 0.1
+
 /**
  * A limiter of `bytesPerSecond`: every `take` reserves its bytes at once and
  * waits for its share of time (so concurrent takers queue fairly), with a burst
- * allowance of one second's worth.
+ * allowance of `RATE_BURST_SECONDS` worth. The burst is small on purpose: a
+ * process that starts (or resumes) does not get a free second of traffic, and
+ * the rate holds over any window longer than one request.
  */
 export const makeRateLimiter = (bytesPerSecond: number): RateLimiter => {
   if (!(bytesPerSecond > 0)) throw new Error("a rate limit must be a positive number of bytes per second")
-  let available = bytesPerSecond
+  const burst = bytesPerSecond * RATE_BURST_SECONDS
+  let available = burst
   let updatedAt: number | undefined
+  const reserve = (now: number, bytes: number) => {
+    if (updatedAt !== undefined) available = Math.min(burst, available + ((now - updatedAt) / 1000) * bytesPerSecond)
+    updatedAt = now
+    available -= bytes
+  }
   const take = (bytes: number) =>
     Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      if (updatedAt !== undefined) available = Math.min(bytesPerSecond, available + ((now - updatedAt) / 1000) * bytesPerSecond)
-      updatedAt = now
-      available -= bytes
+      reserve(now, bytes)
       return available >= 0 ? Effect.void : Effect.sleep(Math.ceil((-available / bytesPerSecond) * 1000))
     })
-  return { bytesPerSecond, take }
+  const debit = (bytes: number) => Effect.map(Clock.currentTimeMillis, (now) => reserve(now, bytes))
+  return { bytesPerSecond, take, debit }
 }
 
 const UNITS: Record<string, number> = {
@@ -278,7 +291,11 @@ export const withBandwidthLimit = (
       download === undefined ? store.getStream(key) : store.getStream(key).pipe(Stream.tap((chunk) => download.take(chunk.length))),
     put: (key, body, options) => {
       if (upload === undefined) return store.put(key, body, options)
-      if (body instanceof Uint8Array) return Effect.andThen(upload.take(body.length), store.put(key, body, options))
+      if (body instanceof Uint8Array)
+        return Effect.andThen(
+          options?.control === true ? upload.debit(body.length) : upload.take(body.length),
+          store.put(key, body, options),
+        )
       return store.put(key, body.pipe(Stream.tap((chunk) => upload.take(chunk.length))), options)
     },
   }

@@ -180,15 +180,34 @@ describe("withConcurrencyLimit", () => {
 })
 
 describe("withBandwidthLimit", () => {
-  it.effect("uploads wait for their share of the rate (1 MiB/s: 3 MiB take about 2 s after the 1 s burst)", () =>
+  it.effect("uploads wait for their share of the rate (1 MiB/s: 3 MiB take 2.9 s after the 0.1 s burst)", () =>
     Effect.gen(function* () {
       const store = withBandwidthLimit(makeMemoryBlobStore(), { upload: makeRateLimiter(1024 * 1024) })
       const fiber = yield* Effect.forkChild(store.put("big", new Uint8Array(3 * 1024 * 1024)))
-      yield* TestClock.adjust(1900)
+      yield* TestClock.adjust(2850)
       assert.isUndefined(fiber.pollUnsafe())
-      yield* TestClock.adjust(200)
+      yield* TestClock.adjust(100)
       const info = yield* Fiber.join(fiber)
       assert.strictEqual(info.size, 3 * 1024 * 1024)
+    }),
+  )
+
+  it.effect("a control put (lease, checkpoint) is counted but not queued behind data", () =>
+    Effect.gen(function* () {
+      const store = withBandwidthLimit(makeMemoryBlobStore(), { upload: makeRateLimiter(1024 * 1024) })
+      // 4 MiB of data reserved ahead: a plain put would wait about 4 s behind it.
+      const data = yield* Effect.forkChild(store.put("data", new Uint8Array(4 * 1024 * 1024)))
+      yield* TestClock.adjust(10)
+      const lease = yield* Effect.forkChild(store.put("lease", new Uint8Array(512 * 1024), { control: true }))
+      yield* TestClock.adjust(10)
+      assert.isDefined(lease.pollUnsafe(), "the control put went through at once")
+      // Its bytes were counted: the next data put waits for them too (4 + 0.5 MiB, less the 0.1 MiB burst).
+      const next = yield* Effect.forkChild(store.put("next", new Uint8Array(1)))
+      yield* TestClock.adjust(4300)
+      assert.isUndefined(next.pollUnsafe())
+      yield* TestClock.adjust(200)
+      yield* Fiber.join(next)
+      yield* Fiber.join(data)
     }),
   )
 
@@ -198,9 +217,10 @@ describe("withBandwidthLimit", () => {
       yield* inner.put("big", new Uint8Array(4 * 1024 * 1024))
       const store = withBandwidthLimit(inner, { download: makeRateLimiter(2 * 1024 * 1024) })
       const fiber = yield* Effect.forkChild(Stream.runCollect(store.getStream("big")))
-      yield* TestClock.adjust(900)
+      // 4 MiB at 2 MiB/s with a 0.2 MiB burst: 1.9 s.
+      yield* TestClock.adjust(1850)
       assert.isUndefined(fiber.pollUnsafe())
-      yield* TestClock.adjust(200)
+      yield* TestClock.adjust(100)
       assert.strictEqual((yield* Fiber.join(fiber)).length, 4)
     }),
   )
