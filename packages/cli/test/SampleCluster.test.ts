@@ -103,12 +103,9 @@ const checkLayout = async (state: SampleCluster): Promise<void> => {
 }
 
 describe("SampleCluster", () => {
-  const t0 = performance.now()
   const sample = generateSampleCluster({ seed: 7 })
-  const generationMs = performance.now() - t0
 
-  it("generates quickly and has the documented shape", () => {
-    expect(generationMs).toBeLessThan(3000)
+  it("has the documented shape", () => {
     const dbNames = sample.meta.filter((m) => m.key.startsWith("catalog/databases/")).map((m) => m.key)
     expect(dbNames).toEqual(["catalog/databases/events", "catalog/databases/ops", "catalog/databases/sales"])
     const tables = tablesOf(sample)
