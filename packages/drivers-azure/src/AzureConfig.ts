@@ -22,6 +22,7 @@
  * AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET). URLs take
  * `?endpoint=` and `?account=`. Secrets are `Redacted` and never printed.
  */
+import { bucketOptionsFromUrl, checkEndpointUrl, describeBucketLocation, invalidOption, rootToPrefix } from "@bendsave/core/CloudDriver"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 
@@ -52,31 +53,16 @@ export const AZURE_OPTIONS_HELP = [
 ]
 
 /** `azblob://container/prefix?endpoint=...&account=...` → raw options (credentials come from the environment). */
-export const azureOptionsFromUrl = (url: URL): Record<string, unknown> => {
-  if (url.username !== "" || url.password !== "") {
-    throw new Error("credentials do not belong in the URL: set AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT with AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN")
-  }
-  if (url.hostname === "") throw new Error("the URL names no container: write azblob://<container>/<prefix>")
-  const options: Record<string, unknown> = { container: decodeURIComponent(url.hostname), root: decodeURIComponent(url.pathname) }
-  for (const [name, value] of url.searchParams) {
-    switch (name) {
-      case "endpoint":
-      case "endpoint_url":
-        options.endpoint_url = value
-        break
-      case "account":
-      case "account_name":
-        options.account_name = value
-        break
-      case "upload_checksum":
-        options.upload_checksum = value
-        break
-      default:
-        throw new Error(`unknown query parameter '${name}' (known: endpoint, account, upload_checksum; credentials come from the environment)`)
-    }
-  }
-  return options
-}
+export const azureOptionsFromUrl = (url: URL): Record<string, unknown> =>
+  bucketOptionsFromUrl(url, {
+    bucketOption: "container",
+    credentialsFrom: "set AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT with AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN",
+    parameters: {
+      endpoint: { option: "endpoint_url", aliases: ["endpoint_url"] },
+      account: { option: "account_name", aliases: ["account_name"] },
+      upload_checksum: {},
+    },
+  })
 
 export type AzureCredentialSource =
   | { readonly kind: "connectionString"; readonly value: Redacted.Redacted<string>; readonly from: string }
@@ -95,16 +81,6 @@ export interface AzureSettings {
   readonly uploadChecksum: "md5" | "none"
 }
 
-/** Normalises a root to a blob name prefix ("" or "a/b/"). */
-export const rootToPrefix = (root: string | undefined): string => {
-  const trimmed = (root ?? "").replace(/^\/+/, "").replace(/\/+$/, "")
-  if (trimmed === "") return ""
-  for (const segment of trimmed.split("/")) {
-    if (segment === "" || segment === "." || segment === "..") throw Object.assign(new Error(`the root '${root}' has an empty, '.' or '..' segment`), { key: "root" })
-  }
-  return `${trimmed}/`
-}
-
 const field = (text: string, name: string): string | undefined =>
   text
     .split(";")
@@ -115,18 +91,22 @@ const field = (text: string, name: string): string | undefined =>
 /** Applies the credential precedence and defaults; throws an Error with a `key` for what cannot work. */
 export const resolveAzureSettings = (options: AzureOptions, env: Readonly<Record<string, string | undefined>>): AzureSettings => {
   const given = [options.connection_string, options.account_key, options.sas_token].filter((x) => x !== undefined).length
-  if (given > 1) throw Object.assign(new Error("give one of connection_string, account_key and sas_token"), { key: "account_key" })
+  if (given > 1) throw invalidOption("account_key", "give one of connection_string, account_key and sas_token")
   let credential: AzureCredentialSource
   let account = options.account_name
   if (options.connection_string !== undefined) {
     credential = { kind: "connectionString", value: options.connection_string, from: "connection_string in the cluster file" }
   } else if (options.account_key !== undefined) {
-    if (account === undefined) throw Object.assign(new Error("account_key needs account_name"), { key: "account_name" })
+    if (account === undefined) throw invalidOption("account_name", "account_key needs account_name")
     credential = { kind: "accountKey", account, key: options.account_key, from: "account_key in the cluster file" }
   } else if (options.sas_token !== undefined) {
     credential = { kind: "sas", token: options.sas_token, from: "sas_token in the cluster file" }
   } else if (env.AZURE_STORAGE_CONNECTION_STRING) {
-    credential = { kind: "connectionString", value: Redacted.make(env.AZURE_STORAGE_CONNECTION_STRING), from: "AZURE_STORAGE_CONNECTION_STRING" }
+    credential = {
+      kind: "connectionString",
+      value: Redacted.make(env.AZURE_STORAGE_CONNECTION_STRING),
+      from: "AZURE_STORAGE_CONNECTION_STRING",
+    }
   } else if (env.AZURE_STORAGE_KEY && (account ?? env.AZURE_STORAGE_ACCOUNT)) {
     account ??= env.AZURE_STORAGE_ACCOUNT
     credential = { kind: "accountKey", account: account as string, key: Redacted.make(env.AZURE_STORAGE_KEY), from: "AZURE_STORAGE_KEY" }
@@ -141,29 +121,32 @@ export const resolveAzureSettings = (options: AzureOptions, env: Readonly<Record
   }
   let endpoint = options.endpoint_url
   if (endpoint !== undefined) {
-    let url: URL
-    try {
-      url = new URL(endpoint)
-    } catch {
-      throw Object.assign(new Error(`'${endpoint}' is not a URL (write https://<account>.blob.core.windows.net)`), { key: "endpoint_url" })
-    }
-    if (url.protocol !== "http:" && url.protocol !== "https:") throw Object.assign(new Error("must be an http:// or https:// URL"), { key: "endpoint_url" })
-    if (url.search !== "" || url.username !== "") throw Object.assign(new Error("must not hold credentials or a SAS query (use sas_token)"), { key: "endpoint_url" })
+    const url = checkEndpointUrl(endpoint, "write https://<account>.blob.core.windows.net")
+    if (url.search !== "") throw invalidOption("endpoint_url", "must not hold credentials or a SAS query (use sas_token)")
     endpoint = endpoint.replace(/\/+$/, "")
   } else if (credential.kind !== "connectionString") {
     if (account === undefined) {
-      throw Object.assign(new Error("set account_name (or endpoint_url) so the blob service can be found"), { key: "account_name" })
+      throw invalidOption("account_name", "set account_name (or endpoint_url) so the blob service can be found")
     }
     endpoint = `https://${account}.blob.core.windows.net`
   }
-  return { container: options.container, prefix: rootToPrefix(options.root), endpoint, account, credential, uploadChecksum: options.upload_checksum ?? "md5" }
+  return {
+    container: options.container,
+    prefix: rootToPrefix(options.root),
+    endpoint,
+    account,
+    credential,
+    uploadChecksum: options.upload_checksum ?? "md5",
+  }
 }
 
 export const describeAzureLocation = (settings: AzureSettings): string =>
-  settings.prefix === "" ? `azblob://${settings.container}` : `azblob://${settings.container}/${settings.prefix.slice(0, -1)}`
+  describeBucketLocation("azblob", settings.container, settings.prefix)
 
 export const describeAzureService = (settings: AzureSettings): string => {
-  const at = settings.endpoint ?? (settings.credential.kind === "connectionString" ? blobEndpointOf(Redacted.value(settings.credential.value)) : undefined)
+  const at =
+    settings.endpoint ??
+    (settings.credential.kind === "connectionString" ? blobEndpointOf(Redacted.value(settings.credential.value)) : undefined)
   return at === undefined ? "Azure Blob Storage" : `Azure Blob Storage at ${at}`
 }
 

@@ -3,11 +3,17 @@
  * default export is the driver definition bendsave loads for
  * `[storage] type = "azblob"` and `azblob://container/prefix` repositories.
  */
-import { BlobStoreError } from "@bendsave/core/BlobStore"
+import { makeFromSettings } from "@bendsave/core/CloudDriver"
 import type { StorageDriver } from "@bendsave/core/StorageDriver"
-import * as Effect from "effect/Effect"
 import { AZURE_CAPABILITIES, makeAzureBlobStore } from "./AzureBlobStore.ts"
-import { AZURE_OPTIONS_HELP, AZURE_SECRET_KEYS, type AzureOptions, AzureOptionsSchema, azureOptionsFromUrl, resolveAzureSettings } from "./AzureConfig.ts"
+import {
+  AZURE_OPTIONS_HELP,
+  AZURE_SECRET_KEYS,
+  type AzureOptions,
+  AzureOptionsSchema,
+  azureOptionsFromUrl,
+  resolveAzureSettings,
+} from "./AzureConfig.ts"
 import { DRIVER } from "./AzureErrors.ts"
 
 export * from "./AzureBlobStore.ts"
@@ -22,20 +28,7 @@ const azureDriver: StorageDriver<AzureOptions> = {
   optionsHelp: AZURE_OPTIONS_HELP,
   capabilities: AZURE_CAPABILITIES,
   fromUrl: azureOptionsFromUrl,
-  make: (options, context) =>
-    Effect.flatMap(
-      Effect.try({
-        try: () => resolveAzureSettings(options, context.env),
-        catch: (e) =>
-          new BlobStoreError({
-            reason: "InvalidConfig",
-            driver: DRIVER,
-            operation: "open",
-            detail: `${(e as { key?: string }).key === undefined ? "" : `option '${(e as { key?: string }).key}': `}${(e as Error).message}`,
-          }),
-      }),
-      (settings) => makeAzureBlobStore(settings),
-    ),
+  make: makeFromSettings(DRIVER, (options, context) => resolveAzureSettings(options, context.env), makeAzureBlobStore),
 }
 
 export default azureDriver

@@ -23,6 +23,7 @@
  * (no credentials then). Secrets are `Redacted` and never printed.
  */
 import { isAbsolute, resolve } from "node:path"
+import { bucketOptionsFromUrl, checkEndpointUrl, describeBucketLocation, invalidOption, rootToPrefix } from "@bendsave/core/CloudDriver"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 
@@ -55,38 +56,17 @@ export const GCS_OPTIONS_HELP = [
 ]
 
 /** `gs://bucket/prefix?endpoint=...&project=...` → raw options. */
-export const gcsOptionsFromUrl = (url: URL): Record<string, unknown> => {
-  if (url.username !== "" || url.password !== "")
-    throw new Error(
-      "credentials do not belong in the URL: set GOOGLE_APPLICATION_CREDENTIALS (or use gcloud's application default credentials)",
-    )
-  if (url.hostname === "") throw new Error("the URL names no bucket: write gs://<bucket>/<prefix>")
-  const options: Record<string, unknown> = { bucket: decodeURIComponent(url.hostname), root: decodeURIComponent(url.pathname) }
-  for (const [name, value] of url.searchParams) {
-    switch (name) {
-      case "endpoint":
-      case "endpoint_url":
-        options.endpoint_url = value
-        break
-      case "project":
-      case "project_id":
-        options.project_id = value
-        break
-      case "upload_checksum":
-        options.upload_checksum = value
-        break
-      case "batch_delete":
-        if (!["true", "false"].includes(value)) throw new Error(`query parameter 'batch_delete' must be true or false (got '${value}')`)
-        options.batch_delete = value === "true"
-        break
-      default:
-        throw new Error(
-          `unknown query parameter '${name}' (known: endpoint, project, upload_checksum, batch_delete; credentials come from the environment)`,
-        )
-    }
-  }
-  return options
-}
+export const gcsOptionsFromUrl = (url: URL): Record<string, unknown> =>
+  bucketOptionsFromUrl(url, {
+    bucketOption: "bucket",
+    credentialsFrom: "set GOOGLE_APPLICATION_CREDENTIALS (or use gcloud's application default credentials)",
+    parameters: {
+      endpoint: { option: "endpoint_url", aliases: ["endpoint_url"] },
+      project: { option: "project_id", aliases: ["project_id"] },
+      upload_checksum: {},
+      batch_delete: { type: "boolean" },
+    },
+  })
 
 export interface GcsSettings {
   readonly bucket: string
@@ -108,16 +88,6 @@ export interface GcsSettings {
   readonly batchDelete: boolean
 }
 
-export const rootToPrefix = (root: string | undefined): string => {
-  const trimmed = (root ?? "").replace(/^\/+/, "").replace(/\/+$/, "")
-  if (trimmed === "") return ""
-  for (const segment of trimmed.split("/")) {
-    if (segment === "" || segment === "." || segment === "..")
-      throw Object.assign(new Error(`the root '${root}' has an empty, '.' or '..' segment`), { key: "root" })
-  }
-  return `${trimmed}/`
-}
-
 /** Applies defaults; relative key files resolve against `baseDir`. Throws an Error with a `key` for what cannot work. */
 export const resolveGcsSettings = (
   options: GcsOptions,
@@ -125,17 +95,13 @@ export const resolveGcsSettings = (
   baseDir: string,
 ): GcsSettings => {
   if (options.credential !== undefined && options.credential_path !== undefined) {
-    throw Object.assign(new Error("give credential or credential_path, not both"), { key: "credential" })
+    throw invalidOption("credential", "give credential or credential_path, not both")
   }
   let endpoint = options.endpoint_url ?? (env.STORAGE_EMULATOR_HOST || undefined)
   const emulator = options.endpoint_url === undefined && endpoint !== undefined
   if (endpoint !== undefined) {
     if (!/^https?:\/\//.test(endpoint)) endpoint = `http://${endpoint}`
-    try {
-      new URL(endpoint)
-    } catch {
-      throw Object.assign(new Error(`'${endpoint}' is not a URL`), { key: "endpoint_url" })
-    }
+    checkEndpointUrl(endpoint, "write http://host:port")
     endpoint = endpoint.replace(/\/+$/, "")
   }
   let credentials: GcsSettings["credentials"]
@@ -147,9 +113,7 @@ export const resolveGcsSettings = (
       json = raw.startsWith("{") ? raw : Buffer.from(raw, "base64").toString("utf8")
       JSON.parse(json)
     } catch {
-      throw Object.assign(new Error("is neither a service account key (JSON) nor its base64 encoding (the value is not shown)"), {
-        key: "credential",
-      })
+      throw invalidOption("credential", "is neither a service account key (JSON) nor its base64 encoding (the value is not shown)")
     }
     credentials = { kind: "json", json: Redacted.make(json) }
     credentialFrom = "credential in the cluster file"
@@ -182,8 +146,7 @@ export const resolveGcsSettings = (
   }
 }
 
-export const describeGcsLocation = (settings: GcsSettings): string =>
-  settings.prefix === "" ? `gs://${settings.bucket}` : `gs://${settings.bucket}/${settings.prefix.slice(0, -1)}`
+export const describeGcsLocation = (settings: GcsSettings): string => describeBucketLocation("gs", settings.bucket, settings.prefix)
 
 export const describeGcsService = (settings: GcsSettings): string =>
   settings.endpoint === undefined

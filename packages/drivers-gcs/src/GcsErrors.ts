@@ -5,10 +5,18 @@
  * `isRetryable`, and for configuration mistakes the service and the fix. The
  * library's own retries are off: retrying is core's job.
  */
-import { BlobStoreError, type BlobStoreErrorReason } from "@bendsave/core/BlobStore"
+import type { BlobStoreError } from "@bendsave/core/BlobStore"
+import { type CloudService, cloudErrors, isBlobStoreError, isNetworkErrorCode, stringField as str } from "@bendsave/core/CloudErrors"
 import * as Predicate from "effect/Predicate"
 
 export const DRIVER = "gcs"
+
+const GCS: CloudService = {
+  driver: DRIVER,
+  object: "object",
+  bucket: "bucket",
+  endpointOptions: "`endpoint_url` (or STORAGE_EMULATOR_HOST)",
+}
 
 export interface GcsErrorContext {
   readonly operation: string
@@ -20,26 +28,9 @@ export interface GcsErrorContext {
   readonly createOnly?: boolean
 }
 
-const str = (u: unknown, k: string): string | undefined =>
-  Predicate.hasProperty(u, k) && Predicate.isString((u as Record<string, unknown>)[k])
-    ? ((u as Record<string, unknown>)[k] as string)
-    : undefined
-
-const networkCodes = new Set([
-  "ECONNRESET",
-  "ECONNREFUSED",
-  "ETIMEDOUT",
-  "EPIPE",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-  "ECONNABORTED",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-])
-
 /** Maps a failure of a GCS call to a BlobStoreError; a BlobStoreError (from a put's body) passes through. */
 export const classifyError = (cause: unknown, context: GcsErrorContext): BlobStoreError => {
-  if (Predicate.hasProperty(cause, "_tag") && cause._tag === "BlobStoreError") return cause as BlobStoreError
+  if (isBlobStoreError(cause)) return cause
   const rawCode = Predicate.hasProperty(cause, "code") ? cause.code : undefined
   const status =
     typeof rawCode === "number" ? rawCode : typeof rawCode === "string" && /^\d{3}$/.test(rawCode) ? Number(rawCode) : undefined
@@ -52,17 +43,8 @@ export const classifyError = (cause: unknown, context: GcsErrorContext): BlobSto
   const message = (str(cause, "message") ?? "").split("\n")[0]
   const name = str(cause, "name") ?? "Error"
   const said = `${status === undefined ? (errno ?? name) : `HTTP ${status}${reasonWord === undefined ? "" : ` ${reasonWord}`}`}: ${message}`
-  const make = (reason: BlobStoreErrorReason, detail: string, fix?: string, retryable?: boolean) =>
-    new BlobStoreError({
-      reason,
-      driver: DRIVER,
-      operation: context.operation,
-      key: context.key,
-      detail: `${detail} [${said}]`,
-      ...(fix === undefined ? {} : { fix }),
-      ...(retryable === undefined ? {} : { retryable }),
-      cause,
-    })
+  const classified = cloudErrors(GCS, context, cause, said)
+  const { make } = classified
   const bucket = `bucket '${context.bucket}' on ${context.service}`
 
   if (/could not load the default credentials|unable to detect a project id/i.test(message)) {
@@ -79,33 +61,16 @@ export const classifyError = (cause: unknown, context: GcsErrorContext): BlobSto
       "check the service account key (it may be revoked, or not a key at all)",
     )
   }
-  if (errno !== undefined && networkCodes.has(errno)) {
-    const refused = errno === "ECONNREFUSED" || errno === "ENOTFOUND" || errno === "EAI_AGAIN"
-    return make(
-      "Unavailable",
-      refused ? `cannot reach ${context.service} (${errno})` : `the connection to ${context.service} failed (${errno})`,
-      refused ? "check `endpoint_url` (or STORAGE_EMULATOR_HOST) and that the service is running" : undefined,
-    )
-  }
-  if (name === "AbortError") return make("Unavailable", "the request was aborted", undefined, false)
+  if (isNetworkErrorCode(errno)) return classified.unreachable(errno)
+  if (name === "AbortError") return classified.aborted()
   if (
     /md5|crc32c|checksum|hash/i.test(message) &&
     (status === 400 || status === undefined) &&
     /mismatch|do not match|does not match|didn't match|not match/i.test(message)
   ) {
-    return make(
-      "Unavailable",
-      "the service received different bytes than were sent (checksum mismatch); the upload was refused",
-      undefined,
-      true,
-    )
+    return classified.checksumMismatch()
   }
   switch (status) {
-    case 304:
-    case 412:
-      return context.createOnly
-        ? make("AlreadyExists", "the object already exists")
-        : make("PreconditionFailed", "a precondition of the request failed")
     case 401:
       return make(
         "PermissionDenied",
@@ -125,21 +90,10 @@ export const classifyError = (cause: unknown, context: GcsErrorContext): BlobSto
             `the ${bucket} does not exist`,
             "check `bucket` (and `project_id`), or create the bucket first (gcloud storage buckets create gs://<bucket>); bendsave never creates buckets",
           )
-        : make("NotFound", "no such object")
-    case 409:
-      return context.createOnly
-        ? make("AlreadyExists", "the object already exists")
-        : make("Unknown", "the request conflicts with the object's state", undefined, true)
-    case 416:
-      return make("RangeNotSatisfiable", "the range starts past the end of the object")
+        : classified.notFound()
     case 408:
       return make("Unavailable", "the request timed out")
-    case 429:
-      return make("RateLimited", `${context.service} asks to slow down`)
-    case 500:
-    case 502:
     case 503:
-    case 504:
       return make("Unavailable", `${context.service} failed (HTTP ${status})`)
     case 501:
       return make("Unsupported", `${context.service} does not implement this request`)
@@ -148,5 +102,5 @@ export const classifyError = (cause: unknown, context: GcsErrorContext): BlobSto
         return make("InvalidConfig", `'${context.bucket}' is not a valid bucket name`, "correct `bucket`")
       return make("Unknown", "the service refused the request as invalid")
   }
-  return make("Unknown", "unexpected failure", undefined, status !== undefined && status >= 500)
+  return classified.byStatus(status)
 }

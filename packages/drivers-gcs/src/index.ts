@@ -3,9 +3,8 @@
  * default export is the driver definition bendsave loads for
  * `[storage] type = "gcs"` and `gs://bucket/prefix` repositories.
  */
-import { BlobStoreError } from "@bendsave/core/BlobStore"
+import { makeFromSettings } from "@bendsave/core/CloudDriver"
 import type { StorageDriver } from "@bendsave/core/StorageDriver"
-import * as Effect from "effect/Effect"
 import { GCS_CAPABILITIES, makeGcsBlobStore } from "./GcsBlobStore.ts"
 import { GCS_OPTIONS_HELP, GCS_SECRET_KEYS, type GcsOptions, GcsOptionsSchema, gcsOptionsFromUrl, resolveGcsSettings } from "./GcsConfig.ts"
 import { DRIVER } from "./GcsErrors.ts"
@@ -22,20 +21,7 @@ const gcsDriver: StorageDriver<GcsOptions> = {
   optionsHelp: GCS_OPTIONS_HELP,
   capabilities: GCS_CAPABILITIES,
   fromUrl: gcsOptionsFromUrl,
-  make: (options, context) =>
-    Effect.flatMap(
-      Effect.try({
-        try: () => resolveGcsSettings(options, context.env, context.baseDir),
-        catch: (e) =>
-          new BlobStoreError({
-            reason: "InvalidConfig",
-            driver: DRIVER,
-            operation: "open",
-            detail: `${(e as { key?: string }).key === undefined ? "" : `option '${(e as { key?: string }).key}': `}${(e as Error).message}`,
-          }),
-      }),
-      (settings) => makeGcsBlobStore(settings),
-    ),
+  make: makeFromSettings(DRIVER, (options, context) => resolveGcsSettings(options, context.env, context.baseDir), makeGcsBlobStore),
 }
 
 export default gcsDriver

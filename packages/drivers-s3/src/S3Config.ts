@@ -25,6 +25,7 @@
  * chain); `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` give the endpoint when
  * the URL does not. Secrets are `Redacted` and never printed.
  */
+import { bucketOptionsFromUrl, checkEndpointUrl, describeBucketLocation, invalidOption, rootToPrefix } from "@bendsave/core/CloudDriver"
 import type * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 
@@ -61,47 +62,20 @@ export const S3_OPTIONS_HELP = [
   "lean_requests: true | false (S3-compatible servers: send block PUT/GET/HEAD without the SDK's command stack)",
 ]
 
-const truthy = (name: string, value: string): boolean => {
-  if (["true", "1", "yes"].includes(value)) return true
-  if (["false", "0", "no"].includes(value)) return false
-  throw new Error(`query parameter '${name}' must be true or false (got '${value}')`)
-}
-
 /** `s3://bucket/prefix?endpoint=...&region=...` → raw options (validated by the schema afterwards). */
 export const s3OptionsFromUrl = (url: URL, env: Readonly<Record<string, string | undefined>>): Record<string, unknown> => {
-  if (url.username !== "" || url.password !== "") {
-    throw new Error("credentials do not belong in the URL: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or use a profile or role)")
-  }
-  if (url.hostname === "") throw new Error("the URL names no bucket: write s3://<bucket>/<prefix>")
-  const options: Record<string, unknown> = { bucket: decodeURIComponent(url.hostname), root: decodeURIComponent(url.pathname) }
-  for (const [name, value] of url.searchParams) {
-    switch (name) {
-      case "endpoint":
-      case "endpoint_url":
-        options.endpoint_url = value
-        break
-      case "region":
-        options.region = value
-        break
-      case "virtual_host_style":
-      case "enable_virtual_host_style":
-        options.enable_virtual_host_style = truthy(name, value)
-        break
-      case "path_style":
-        options.enable_virtual_host_style = !truthy(name, value)
-        break
-      case "upload_checksum":
-        options.upload_checksum = value
-        break
-      case "lean_requests":
-        options.lean_requests = truthy(name, value)
-        break
-      default:
-        throw new Error(
-          `unknown query parameter '${name}' (known: endpoint, region, virtual_host_style, path_style, upload_checksum, lean_requests)`,
-        )
-    }
-  }
+  const options = bucketOptionsFromUrl(url, {
+    bucketOption: "bucket",
+    credentialsFrom: "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or use a profile or role)",
+    parameters: {
+      endpoint: { option: "endpoint_url", aliases: ["endpoint_url"] },
+      region: {},
+      virtual_host_style: { option: "enable_virtual_host_style", aliases: ["enable_virtual_host_style"], type: "boolean" },
+      path_style: { option: "enable_virtual_host_style", type: "boolean", negate: true },
+      upload_checksum: {},
+      lean_requests: { type: "boolean" },
+    },
+  })
   const envEndpoint = env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL
   if (options.endpoint_url === undefined && envEndpoint) options.endpoint_url = envEndpoint
   return options
@@ -127,47 +101,19 @@ export interface S3Settings {
   readonly leanRequests: boolean
 }
 
-/** Normalises a root ("/a/b/", "a/b") to a key prefix ("a/b/"); throws on '.', '..' or empty segments. */
-export const rootToPrefix = (root: string | undefined): string => {
-  const trimmed = (root ?? "").replace(/^\/+/, "").replace(/\/+$/, "")
-  if (trimmed === "") return ""
-  for (const segment of trimmed.split("/")) {
-    if (segment === "" || segment === "." || segment === "..") throw new Error(`the root '${root}' has an empty, '.' or '..' segment`)
-  }
-  return `${trimmed}/`
-}
-
 /** Applies defaults; throws an Error naming the option for combinations the schema cannot express. */
 export const resolveS3Settings = (options: S3Options, env: Readonly<Record<string, string | undefined>>): S3Settings => {
-  if (options.endpoint_url !== undefined) {
-    let url: URL
-    try {
-      url = new URL(options.endpoint_url)
-    } catch {
-      throw Object.assign(new Error(`'${options.endpoint_url}' is not a URL (write http://host:port or https://host)`), {
-        key: "endpoint_url",
-      })
-    }
-    if (url.protocol !== "http:" && url.protocol !== "https:")
-      throw Object.assign(new Error("must be an http:// or https:// URL"), { key: "endpoint_url" })
-    if (url.username !== "" || url.password !== "") throw Object.assign(new Error("must not hold credentials"), { key: "endpoint_url" })
-  }
+  if (options.endpoint_url !== undefined) checkEndpointUrl(options.endpoint_url, "write http://host:port or https://host")
   if ((options.access_key_id === undefined) !== (options.secret_access_key === undefined)) {
     const missing = options.access_key_id === undefined ? "access_key_id" : "secret_access_key"
-    throw Object.assign(
-      new Error("access_key_id and secret_access_key go together: set both, or neither to use the SDK's default credential chain"),
-      { key: missing },
+    throw invalidOption(
+      missing,
+      "access_key_id and secret_access_key go together: set both, or neither to use the SDK's default credential chain",
     )
-  }
-  let prefix: string
-  try {
-    prefix = rootToPrefix(options.root)
-  } catch (e) {
-    throw Object.assign(e as Error, { key: "root" })
   }
   return {
     bucket: options.bucket,
-    prefix,
+    prefix: rootToPrefix(options.root),
     endpoint: options.endpoint_url,
     region: options.region ?? (env.AWS_REGION || env.AWS_DEFAULT_REGION || "us-east-1"),
     forcePathStyle:
@@ -186,8 +132,7 @@ export const resolveS3Settings = (options: S3Options, env: Readonly<Record<strin
 }
 
 /** Where the store lives, for messages and `location` (never a secret). */
-export const describeS3Location = (settings: S3Settings): string =>
-  settings.prefix === "" ? `s3://${settings.bucket}` : `s3://${settings.bucket}/${settings.prefix.slice(0, -1)}`
+export const describeS3Location = (settings: S3Settings): string => describeBucketLocation("s3", settings.bucket, settings.prefix)
 
 export const describeS3Service = (settings: S3Settings): string =>
   settings.endpoint === undefined

@@ -9,10 +9,13 @@
  * HTTP status is the fallback everywhere.
  */
 
-import { BlobStoreError, type BlobStoreErrorReason } from "@bendsave/core/BlobStore"
+import type { BlobStoreError } from "@bendsave/core/BlobStore"
+import { type CloudService, cloudErrors, isBlobStoreError, isNetworkErrorCode, stringField as str } from "@bendsave/core/CloudErrors"
 import * as Predicate from "effect/Predicate"
 
 export const DRIVER = "s3"
+
+const S3: CloudService = { driver: DRIVER, object: "object", bucket: "bucket", endpointOptions: "`endpoint_url` (or ?endpoint=)" }
 
 /** What classifyError needs to know about the failed call. */
 export interface S3ErrorContext {
@@ -25,11 +28,6 @@ export interface S3ErrorContext {
   /** The call was a create-only put: a failed precondition means the key exists. */
   readonly createOnly?: boolean
 }
-
-const str = (u: unknown, k: string): string | undefined =>
-  Predicate.hasProperty(u, k) && Predicate.isString((u as Record<string, unknown>)[k])
-    ? ((u as Record<string, unknown>)[k] as string)
-    : undefined
 
 const httpStatus = (u: unknown): number | undefined => {
   const metadata = Predicate.hasProperty(u, "$metadata") ? (u.$metadata as { httpStatusCode?: unknown }) : undefined
@@ -50,44 +48,28 @@ const bucketRegion = (u: unknown): string | undefined => {
   return expecting?.[1]
 }
 
-const networkCodes = new Set([
-  "ECONNRESET",
-  "ECONNREFUSED",
-  "ETIMEDOUT",
-  "EPIPE",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-  "ECONNABORTED",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "UND_ERR_SOCKET",
-])
-
 /** Maps a failure of an S3 call to a BlobStoreError. A BlobStoreError (e.g. from a put's body) passes through unchanged. */
 export const classifyError = (cause: unknown, context: S3ErrorContext): BlobStoreError => {
-  if (Predicate.hasProperty(cause, "_tag") && cause._tag === "BlobStoreError") return cause as BlobStoreError
+  if (isBlobStoreError(cause)) return cause
   const name = str(cause, "Code") ?? str(cause, "name") ?? "Error"
   const status = httpStatus(cause)
   const errno = str(cause, "code")
   const sdkMessage = str(cause, "message")
   const said =
     sdkMessage && sdkMessage !== "UnknownError" ? `${name}: ${sdkMessage}` : status === undefined ? name : `${name} (HTTP ${status})`
-  const make = (reason: BlobStoreErrorReason, detail: string, fix?: string, retryable?: boolean) =>
-    new BlobStoreError({
-      reason,
-      driver: DRIVER,
-      operation: context.operation,
-      key: context.key,
-      detail: `${detail} [${said}]`,
-      ...(fix === undefined ? {} : { fix }),
-      ...(retryable === undefined ? {} : { retryable }),
-      cause,
-    })
+  const errors = cloudErrors(S3, context, cause, said)
+  const { make } = errors
   const bucket = `bucket '${context.bucket}' on ${context.service}`
+  const wrongRegion = (region: string | undefined, inUrl: boolean) =>
+    make(
+      "InvalidConfig",
+      `the ${bucket} is in ${region === undefined ? "another region" : `region ${region}`}, not ${context.region}`,
+      `set region = "${region ?? "<the bucket's region>"}"${inUrl ? ` (or ?region=${region ?? "..."} in the URL)` : ""}`,
+    )
 
   switch (name) {
     case "NoSuchKey":
-      return make("NotFound", "no such object")
+      return errors.notFound()
     case "NoSuchBucket":
       return make(
         "InvalidConfig",
@@ -95,16 +77,14 @@ export const classifyError = (cause: unknown, context: S3ErrorContext): BlobStor
         "check `bucket` (and `endpoint_url`/`region`), or create the bucket first (aws s3 mb s3://<bucket>); bendsave never creates buckets",
       )
     case "PreconditionFailed":
-      return context.createOnly
-        ? make("AlreadyExists", "the object already exists")
-        : make("PreconditionFailed", "a precondition of the request failed")
+      return errors.preconditionFailed()
     case "ConditionalRequestConflict":
       // Two create-only writes raced; the other one won or may win.
       return context.createOnly
         ? make("AlreadyExists", "a concurrent create-only write of the object is in progress or won")
         : make("PreconditionFailed", "a conditional request conflicted", undefined, true)
     case "InvalidRange":
-      return make("RangeNotSatisfiable", "the range starts past the end of the object")
+      return errors.rangeNotSatisfiable()
     case "InvalidAccessKeyId":
       return make(
         "PermissionDenied",
@@ -141,29 +121,18 @@ export const classifyError = (cause: unknown, context: S3ErrorContext): BlobStor
       )
     case "AuthorizationHeaderMalformed":
     case "PermanentRedirect":
-    case "IllegalLocationConstraintException": {
-      const region = bucketRegion(cause)
-      return make(
-        "InvalidConfig",
-        `the ${bucket} is in ${region === undefined ? "another region" : `region ${region}`}, not ${context.region}`,
-        `set region = "${region ?? "<the bucket's region>"}" (or ?region=${region ?? "..."} in the URL)`,
-      )
-    }
+    case "IllegalLocationConstraintException":
+      return wrongRegion(bucketRegion(cause), true)
     case "SlowDown":
     case "Throttling":
     case "ThrottlingException":
     case "TooManyRequestsException":
     case "RequestLimitExceeded":
-      return make("RateLimited", `${context.service} asks to slow down`)
+      return errors.slowDown()
     case "BadDigest":
     case "InvalidDigest":
     case "XAmzContentSHA256Mismatch":
-      return make(
-        "Unavailable",
-        "the service received different bytes than were sent (checksum mismatch); the upload was refused",
-        undefined,
-        true,
-      )
+      return errors.checksumMismatch()
     case "EntityTooLarge":
       return make("Unsupported", "the object is larger than the service accepts")
     case "InvalidBucketName":
@@ -171,10 +140,9 @@ export const classifyError = (cause: unknown, context: S3ErrorContext): BlobStor
     case "NotImplemented":
       return make("Unsupported", `${context.service} does not implement this request`)
     case "RequestTimeout":
+      return make("Unavailable", "the request timed out")
     case "RequestTimeTooSkewed":
-      return name === "RequestTimeTooSkewed"
-        ? make("PermissionDenied", "the local clock differs too much from the service's", "synchronise the clock (NTP)")
-        : make("Unavailable", "the request timed out")
+      return make("PermissionDenied", "the local clock differs too much from the service's", "synchronise the clock (NTP)")
     case "InternalError":
     case "ServiceUnavailable":
       return make("Unavailable", `${context.service} had an internal error`)
@@ -182,36 +150,19 @@ export const classifyError = (cause: unknown, context: S3ErrorContext): BlobStor
     case "RequestTimeoutException":
       return make("Unavailable", `no answer from ${context.service} in time`)
     case "AbortError":
-      return make("Unavailable", "the request was aborted", undefined, false)
+      return errors.aborted()
   }
-  if (errno !== undefined && networkCodes.has(errno)) {
-    return make(
-      "Unavailable",
-      errno === "ECONNREFUSED" || errno === "ENOTFOUND" || errno === "EAI_AGAIN"
-        ? `cannot reach ${context.service} (${errno})`
-        : `the connection to ${context.service} failed (${errno})`,
-      errno === "ECONNREFUSED" || errno === "ENOTFOUND" ? "check `endpoint_url` (or ?endpoint=) and that the server is running" : undefined,
-    )
-  }
+  if (isNetworkErrorCode(errno, ["UND_ERR_SOCKET"])) return errors.unreachable(errno)
   switch (status) {
     case 301:
-    case 307: {
+    case 307:
+      return wrongRegion(bucketRegion(cause), false)
+    case 400: {
       const region = bucketRegion(cause)
-      return make(
-        "InvalidConfig",
-        `the ${bucket} is in ${region === undefined ? "another region" : `region ${region}`}, not ${context.region}`,
-        `set region = "${region ?? "<the bucket's region>"}"`,
-      )
+      return region !== undefined && region !== context.region
+        ? wrongRegion(region, false)
+        : make("Unknown", "the service refused the request as malformed")
     }
-    case 400:
-      if (bucketRegion(cause) !== undefined && bucketRegion(cause) !== context.region) {
-        return make(
-          "InvalidConfig",
-          `the ${bucket} is in region ${bucketRegion(cause)}, not ${context.region}`,
-          `set region = "${bucketRegion(cause)}"`,
-        )
-      }
-      return make("Unknown", "the service refused the request as malformed")
     case 403:
       // HEAD errors carry no code: the same status means denied access or bad credentials.
       return make(
@@ -219,25 +170,12 @@ export const classifyError = (cause: unknown, context: S3ErrorContext): BlobStor
         `${context.service} refused the request for the ${bucket} (access denied or wrong credentials)`,
         "check the credentials (access_key_id / secret_access_key or AWS_*) and the bucket policy",
       )
-    case 404:
-      return make("NotFound", "no such object (or no such bucket)")
     case 409:
       return context.createOnly
         ? make("AlreadyExists", "a concurrent create-only write of the object is in progress or won")
         : make("Unknown", "the request conflicts with the object's state", undefined, true)
-    case 412:
-      return context.createOnly
-        ? make("AlreadyExists", "the object already exists")
-        : make("PreconditionFailed", "a precondition of the request failed")
-    case 416:
-      return make("RangeNotSatisfiable", "the range starts past the end of the object")
-    case 429:
     case 503:
-      return make("RateLimited", `${context.service} asks to slow down`)
-    case 500:
-    case 502:
-    case 504:
-      return make("Unavailable", `${context.service} failed (HTTP ${status})`)
+      return errors.slowDown()
   }
   if (
     status === undefined &&
@@ -247,5 +185,5 @@ export const classifyError = (cause: unknown, context: S3ErrorContext): BlobStor
   ) {
     return make("Unavailable", `the connection to ${context.service} failed`)
   }
-  return make("Unknown", "unexpected failure", undefined, status !== undefined && status >= 500)
+  return errors.byStatus(status)
 }

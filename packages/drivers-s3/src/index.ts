@@ -4,9 +4,8 @@
  * `[storage] type = "s3"` and `s3://bucket/prefix` repositories.
  */
 
-import { BlobStoreError } from "@bendsave/core/BlobStore"
+import { makeFromSettings } from "@bendsave/core/CloudDriver"
 import type { StorageDriver } from "@bendsave/core/StorageDriver"
-import * as Effect from "effect/Effect"
 import { makeS3BlobStore, S3_CAPABILITIES } from "./S3BlobStore.ts"
 import { resolveS3Settings, S3_OPTIONS_HELP, S3_SECRET_KEYS, type S3Options, S3OptionsSchema, s3OptionsFromUrl } from "./S3Config.ts"
 import { DRIVER } from "./S3Errors.ts"
@@ -23,20 +22,7 @@ const s3Driver: StorageDriver<S3Options> = {
   optionsHelp: S3_OPTIONS_HELP,
   capabilities: S3_CAPABILITIES,
   fromUrl: s3OptionsFromUrl,
-  make: (options, context) =>
-    Effect.flatMap(
-      Effect.try({
-        try: () => resolveS3Settings(options, context.env),
-        catch: (e) =>
-          new BlobStoreError({
-            reason: "InvalidConfig",
-            driver: DRIVER,
-            operation: "open",
-            detail: `${(e as { key?: string }).key === undefined ? "" : `option '${(e as { key?: string }).key}': `}${(e as Error).message}`,
-          }),
-      }),
-      (settings) => makeS3BlobStore(settings),
-    ),
+  make: makeFromSettings(DRIVER, (options, context) => resolveS3Settings(options, context.env), makeS3BlobStore),
 }
 
 export default s3Driver

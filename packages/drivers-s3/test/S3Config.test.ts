@@ -6,7 +6,7 @@ import { decodeDriverOptions, validateStorageDriver } from "@bendsave/core/Stora
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import { describe, expect, it } from "vitest"
-import s3Driver, { resolveS3Settings, rootToPrefix, type S3Options, s3OptionsFromUrl } from "../src/index.ts"
+import s3Driver, { resolveS3Settings, type S3Options, s3OptionsFromUrl } from "../src/index.ts"
 
 const decode = (raw: unknown) => Effect.runPromise(decodeDriverOptions(s3Driver, raw))
 const decodeError = (raw: unknown) => Effect.runPromise(Effect.flip(decodeDriverOptions(s3Driver, raw)))
@@ -75,12 +75,12 @@ describe("S3 settings", () => {
   })
 
   it("a root becomes a key prefix", () => {
-    expect(rootToPrefix(undefined)).toBe("")
-    expect(rootToPrefix("/")).toBe("")
-    expect(rootToPrefix("/cluster")).toBe("cluster/")
-    expect(rootToPrefix("a/b/")).toBe("a/b/")
-    expect(() => rootToPrefix("a/../b")).toThrow()
-    expect(() => rootToPrefix("a//b")).toThrow()
+    expect(resolve({}).prefix).toBe("")
+    expect(resolve({ root: "/" }).prefix).toBe("")
+    expect(resolve({ root: "/cluster" }).prefix).toBe("cluster/")
+    expect(resolve({ root: "a/b/" }).prefix).toBe("a/b/")
+    expect(() => resolve({ root: "a/../b" })).toThrow()
+    expect(() => resolve({ root: "a//b" })).toThrow()
   })
 })
 
