@@ -9,11 +9,17 @@ import { createHash, randomBytes } from "node:crypto"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import type { BlobStore, BlobStoreError } from "@bendsave/core"
-import { DEFAULT_RETRY, withRetry } from "@bendsave/core"
-import { blobStoreConformance } from "@bendsave/core/testing"
+import {
+  chunked,
+  expectFailure,
+  expectSuccess,
+  openTestStore,
+  randomData,
+  serviceConformance,
+  sha256Hex,
+  withTestStore,
+} from "@bendsave/core/testing"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
-import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { gcsServer, randomName } from "../../../test/cloudServers.ts"
@@ -85,49 +91,29 @@ const startBatchAdapter = async (target: string) => {
   }
 }
 
-const open = async (settings: GcsSettings, tuning?: GcsStoreTuning): Promise<{ store: BlobStore; close: () => Promise<void> }> => {
-  const scope = Effect.runSync(Scope.make())
-  const store = await Effect.runPromise(Scope.provide(makeGcsBlobStore(settings, tuning), scope))
-  return { store, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
-}
+const open = (settings: GcsSettings, tuning?: GcsStoreTuning) => openTestStore(makeGcsBlobStore(settings, tuning))
 
-const run = <A>(effect: Effect.Effect<A, BlobStoreError>) => Effect.runPromise(effect)
-const failure = (effect: Effect.Effect<unknown, BlobStoreError>) => Effect.runPromise(Effect.flip(effect))
-const bytes = (n: number) => new Uint8Array(randomBytes(n))
-const chunks = (data: Uint8Array, size: number) => {
-  const out: Array<Uint8Array> = []
-  for (let i = 0; i < data.length; i += size) out.push(data.slice(i, i + size))
-  return Stream.fromIterable(out)
-}
-const sha = (data: Uint8Array) => createHash("sha256").update(data).digest("hex")
 // The emulator creates a bucket on its first write (it cannot create buckets otherwise).
 const bucket = randomName("bendsave-test")
 
-blobStoreConformance(
-  "GCS driver on the firebase-tools emulator (conformance)",
-  async () => {
-    const { store, close } = await open(settingsFor(bucket, `conformance-${randomBytes(4).toString("hex")}`))
-    // As bendsave opens it: with core's retry of transient failures (an emulator's socket reset under load).
-    return { store: withRetry(store, DEFAULT_RETRY), cleanup: close }
-  },
-  {
-    capabilityOverrides: {
-      conditionalPut: {
-        value: false,
-        reason: "the firebase-tools Cloud Storage emulator ignores ifGenerationMatch=0 (real GCS answers 412; the driver sends it)",
-      },
-      serverSideCopy: {
-        value: false,
-        reason: "the firebase-tools Cloud Storage emulator answers copy/rewrite with 501 Not Implemented (real GCS rewrites server side)",
-      },
-      batchDelete: {
-        value: false,
-        reason:
-          "the firebase-tools Cloud Storage emulator has no JSON batch endpoint (the store deletes one by one there); the driver's batches are checked below through a batch adapter in front of the emulator",
-      },
+serviceConformance("GCS driver on the firebase-tools emulator (conformance)", {
+  open: (root) => makeGcsBlobStore(settingsFor(bucket, root)),
+  capabilityOverrides: {
+    conditionalPut: {
+      value: false,
+      reason: "the firebase-tools Cloud Storage emulator ignores ifGenerationMatch=0 (real GCS answers 412; the driver sends it)",
+    },
+    serverSideCopy: {
+      value: false,
+      reason: "the firebase-tools Cloud Storage emulator answers copy/rewrite with 501 Not Implemented (real GCS rewrites server side)",
+    },
+    batchDelete: {
+      value: false,
+      reason:
+        "the firebase-tools Cloud Storage emulator has no JSON batch endpoint (the store deletes one by one there); the driver's batches are checked below through a batch adapter in front of the emulator",
     },
   },
-)
+})
 
 describe("GCS driver on the firebase-tools emulator", () => {
   let store: BlobStore
@@ -139,7 +125,7 @@ describe("GCS driver on the firebase-tools emulator", () => {
   afterAll(() => close())
 
   it("keeps its objects under the root", async () => {
-    await run(store.put("a/b.txt", new TextEncoder().encode("x")))
+    await expectSuccess(store.put("a/b.txt", new TextEncoder().encode("x")))
     const [files] = await makeGcsStorage(settingsFor(bucket, root))
       .bucket(bucket)
       .getFiles({ prefix: `${root}/` })
@@ -148,38 +134,40 @@ describe("GCS driver on the firebase-tools emulator", () => {
   })
 
   it("a streamed put goes up in one resumable upload and reads back byte for byte", async () => {
-    const data = bytes(6 * MiB + 5)
-    const info = await run(store.put("resumable/streamed.bin", chunks(data, 1_000_003)))
+    const data = randomData(6 * MiB + 5)
+    const info = await expectSuccess(store.put("resumable/streamed.bin", chunked(data, 1_000_003)))
     expect(info.size).toBe(data.length)
-    expect((await run(store.head("resumable/streamed.bin"))).etag).toBe(info.etag)
-    expect(sha(await run(store.get("resumable/streamed.bin")))).toBe(sha(data))
-    expect(sha(Buffer.concat(await run(Stream.runCollect(store.getStream("resumable/streamed.bin")))))).toBe(sha(data))
-    expect(Buffer.from(await run(store.getRange("resumable/streamed.bin", 3 * MiB, 9)))).toEqual(
+    expect((await expectSuccess(store.head("resumable/streamed.bin"))).etag).toBe(info.etag)
+    expect(sha256Hex(await expectSuccess(store.get("resumable/streamed.bin")))).toBe(sha256Hex(data))
+    expect(sha256Hex(Buffer.concat(await expectSuccess(Stream.runCollect(store.getStream("resumable/streamed.bin")))))).toBe(
+      sha256Hex(data),
+    )
+    expect(Buffer.from(await expectSuccess(store.getRange("resumable/streamed.bin", 3 * MiB, 9)))).toEqual(
       Buffer.from(data.subarray(3 * MiB, 3 * MiB + 9)),
     )
   })
 
   it("a streamed put whose body fails leaves nothing behind, and the body's error comes out", async () => {
     const body = Stream.concat(
-      chunks(bytes(3 * MiB), MiB),
+      chunked(randomData(3 * MiB), MiB),
       Stream.fail({ _tag: "BlobStoreError", reason: "Unavailable", detail: "injected" } as unknown as BlobStoreError),
     )
-    expect((await failure(store.put("resumable/failed.bin", body))).detail).toBe("injected")
-    expect((await failure(store.head("resumable/failed.bin"))).reason).toBe("NotFound")
+    expect((await expectFailure(store.put("resumable/failed.bin", body))).detail).toBe("injected")
+    expect((await expectFailure(store.head("resumable/failed.bin"))).reason).toBe("NotFound")
   })
 
   it("an in-memory put sends the body's MD5 for the service to verify", async () => {
-    const data = bytes(1000)
-    await run(store.put("md5/object", data))
+    const data = randomData(1000)
+    await expectSuccess(store.put("md5/object", data))
     const [metadata] = await makeGcsStorage(settingsFor(bucket, root)).bucket(bucket).file(`${root}/md5/object`).getMetadata()
     expect(metadata.md5Hash).toBe(createHash("md5").update(data).digest("base64"))
   })
 
   it("etags change with every write (the object generation)", async () => {
-    const first = await run(store.put("gen/x", bytes(10)))
-    const second = await run(store.put("gen/x", bytes(10)))
+    const first = await expectSuccess(store.put("gen/x", randomData(10)))
+    const second = await expectSuccess(store.put("gen/x", randomData(10)))
     expect(second.etag).not.toBe(first.etag)
-    expect((await run(store.head("gen/x"))).etag).toBe(second.etag)
+    expect((await expectSuccess(store.head("gen/x"))).etag).toBe(second.etag)
   })
 })
 
@@ -190,10 +178,10 @@ describe("GCS batch deletes (through a batch adapter in front of the emulator)",
     try {
       expect(store.capabilities.batchDelete).toBe(true)
       const keys = Array.from({ length: 250 }, (_, i) => `d${i % 3}/k${i}`)
-      await run(Effect.forEach(keys, (key) => store.put(key, new Uint8Array([1])), { concurrency: 16, discard: true }))
-      await run(store.deleteMany([...keys, "missing"]))
+      await expectSuccess(Effect.forEach(keys, (key) => store.put(key, new Uint8Array([1])), { concurrency: 16, discard: true }))
+      await expectSuccess(store.deleteMany([...keys, "missing"]))
       expect(adapter.seen).toEqual({ batches: 3, batchedDeletes: 251, singleDeletes: 0 })
-      expect(await run(Stream.runCollect(store.list("")))).toEqual([])
+      expect(await expectSuccess(Stream.runCollect(store.list("")))).toEqual([])
     } finally {
       await close()
       await adapter.close()
@@ -204,12 +192,12 @@ describe("GCS batch deletes (through a batch adapter in front of the emulator)",
     const adapter = await startBatchAdapter(gcsServer().emulatorHost)
     const { store, close } = await open(settingsFor(bucket, `batch-${randomBytes(4).toString("hex")}`, adapter.endpoint, true))
     try {
-      await run(store.put("ok", new Uint8Array([1])))
-      const error = await failure(store.deleteMany(["ok", "forbidden/one"]))
+      await expectSuccess(store.put("ok", new Uint8Array([1])))
+      const error = await expectFailure(store.deleteMany(["ok", "forbidden/one"]))
       expect(error.reason).toBe("PermissionDenied")
       expect(error.key).toBe("forbidden/one")
       expect(error.message).toContain("no storage.objects.delete permission")
-      expect((await failure(store.head("ok"))).reason).toBe("NotFound")
+      expect((await expectFailure(store.head("ok"))).reason).toBe("NotFound")
     } finally {
       await close()
       await adapter.close()
@@ -225,14 +213,11 @@ describe("GCS batch deletes (through a batch adapter in front of the emulator)",
 
 describe("GCS driver errors against the emulator", () => {
   it("an unreachable endpoint is Unavailable (retryable) and says to check the endpoint", async () => {
-    const { store, close } = await open(settingsFor(bucket, "", "http://127.0.0.1:9"))
-    try {
-      const error = await failure(store.get("x"))
+    await withTestStore(makeGcsBlobStore(settingsFor(bucket, "", "http://127.0.0.1:9")), async (store) => {
+      const error = await expectFailure(store.get("x"))
       expect(error.reason).toBe("Unavailable")
       expect(error.isRetryable).toBe(true)
       expect(error.fix).toContain("endpoint_url")
-    } finally {
-      await close()
-    }
+    })
   })
 })

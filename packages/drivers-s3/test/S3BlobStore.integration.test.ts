@@ -18,12 +18,17 @@ import {
   type S3Client,
 } from "@aws-sdk/client-s3"
 import type { BlobStore, BlobStoreError } from "@bendsave/core"
-import { DEFAULT_RETRY, withRetry } from "@bendsave/core"
-import { blobStoreConformance } from "@bendsave/core/testing"
-import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
+import {
+  chunked,
+  expectFailure,
+  expectSuccess,
+  openTestStore,
+  randomData,
+  serviceConformance,
+  sha256Hex,
+  withTestStore,
+} from "@bendsave/core/testing"
 import * as Redacted from "effect/Redacted"
-import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { randomName, s3Server } from "../../../test/cloudServers.ts"
@@ -48,11 +53,7 @@ const settingsFor = (bucket: string, root: string, extra: Partial<S3Options> = {
 }
 
 /** Opens a store outside any Effect scope; `close()` destroys its client. */
-const open = async (settings: S3Settings, tuning?: S3StoreTuning): Promise<{ store: BlobStore; close: () => Promise<void> }> => {
-  const scope = Effect.runSync(Scope.make())
-  const store = await Effect.runPromise(Scope.provide(makeS3BlobStore(settings, tuning), scope))
-  return { store, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
-}
+const open = (settings: S3Settings, tuning?: S3StoreTuning) => openTestStore(makeS3BlobStore(settings, tuning))
 
 const admin = (): S3Client => makeS3Client(settingsFor("unused", ""))
 
@@ -76,15 +77,6 @@ const removeBucket = async (bucket: string) => {
 }
 
 const bucket = randomName("bendsave-test")
-const run = <A>(effect: Effect.Effect<A, BlobStoreError>) => Effect.runPromise(effect)
-const failure = (effect: Effect.Effect<unknown, BlobStoreError>) => Effect.runPromise(Effect.flip(effect))
-const bytes = (n: number) => new Uint8Array(randomBytes(n))
-const chunks = (data: Uint8Array, size: number) => {
-  const out: Array<Uint8Array> = []
-  for (let i = 0; i < data.length; i += size) out.push(data.slice(i, i + size))
-  return Stream.fromIterable(out)
-}
-const sha = (data: Uint8Array) => createHash("sha256").update(data).digest("hex")
 
 beforeAll(async () => {
   await createBucket(bucket)
@@ -93,31 +85,20 @@ afterAll(async () => {
   await removeBucket(bucket)
 })
 
+/** The conformance suite in a bucket of its own (`bucket-<suffix>`), created before and removed after. */
+const conformance = (name: string, suffix: string, extra: Partial<S3Options> = {}) =>
+  serviceConformance(name, {
+    before: () => createBucket(`${bucket}-${suffix}`).catch(() => {}),
+    open: (root) => makeS3BlobStore(settingsFor(`${bucket}-${suffix}`, root, extra)),
+    after: () => removeBucket(`${bucket}-${suffix}`),
+  })
+
 // The whole contract, on Ceph radosgw, under a random root: every capability is declared and checked.
-blobStoreConformance("S3 driver on Ceph radosgw (conformance)", async () => {
-  await createBucket(`${bucket}-c`).catch(() => {})
-  const { store, close } = await open(settingsFor(`${bucket}-c`, `conformance-${randomBytes(4).toString("hex")}`))
-  return {
-    // As bendsave opens it: with core's retry of transient failures (an emulator's socket reset under load).
-    store: withRetry(store, DEFAULT_RETRY),
-    cleanup: async () => {
-      await close()
-      await removeBucket(`${bucket}-c`)
-    },
-  }
-})
+conformance("S3 driver on Ceph radosgw (conformance)", "c")
 
 // The same through the SDK's commands only: the path Amazon S3 (no endpoint_url) takes.
-blobStoreConformance("S3 driver on Ceph radosgw, SDK requests only (lean_requests = false, as on Amazon S3) (conformance)", async () => {
-  await createBucket(`${bucket}-s`).catch(() => {})
-  const { store, close } = await open(settingsFor(`${bucket}-s`, `conformance-${randomBytes(4).toString("hex")}`, { lean_requests: false }))
-  return {
-    store: withRetry(store, DEFAULT_RETRY),
-    cleanup: async () => {
-      await close()
-      await removeBucket(`${bucket}-s`)
-    },
-  }
+conformance("S3 driver on Ceph radosgw, SDK requests only (lean_requests = false, as on Amazon S3) (conformance)", "s", {
+  lean_requests: false,
 })
 
 describe("S3 driver on Ceph radosgw", () => {
@@ -130,7 +111,7 @@ describe("S3 driver on Ceph radosgw", () => {
   afterAll(() => close())
 
   it("keeps its objects under the root and reports the location without secrets", async () => {
-    await run(store.put("a/b.txt", new TextEncoder().encode("x")))
+    await expectSuccess(store.put("a/b.txt", new TextEncoder().encode("x")))
     const client = admin()
     const listed = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: `${root}/` }))
     client.destroy()
@@ -140,43 +121,43 @@ describe("S3 driver on Ceph radosgw", () => {
   })
 
   it("streamed put of 23 MiB goes up in parts and reads back byte for byte (get, getStream, ranges across parts)", async () => {
-    const data = bytes(23 * MiB + 123)
-    const info = await run(store.put("multi/streamed.bin", chunks(data, 1_000_003)))
+    const data = randomData(23 * MiB + 123)
+    const info = await expectSuccess(store.put("multi/streamed.bin", chunked(data, 1_000_003)))
     expect(info.size).toBe(data.length)
     expect(info.etag).not.toBe("")
-    const head = await run(store.head("multi/streamed.bin"))
+    const head = await expectSuccess(store.head("multi/streamed.bin"))
     expect(head.etag).toBe(info.etag)
     expect(head.etag).toMatch(/-5$/) // 5 parts of 5 MiB
-    expect(sha(await run(store.get("multi/streamed.bin")))).toBe(sha(data))
-    const streamed = await run(Stream.runCollect(store.getStream("multi/streamed.bin")))
-    expect(sha(Buffer.concat(streamed))).toBe(sha(data))
-    const across = await run(store.getRange("multi/streamed.bin", 5 * MiB - 3, 10))
+    expect(sha256Hex(await expectSuccess(store.get("multi/streamed.bin")))).toBe(sha256Hex(data))
+    const streamed = await expectSuccess(Stream.runCollect(store.getStream("multi/streamed.bin")))
+    expect(sha256Hex(Buffer.concat(streamed))).toBe(sha256Hex(data))
+    const across = await expectSuccess(store.getRange("multi/streamed.bin", 5 * MiB - 3, 10))
     expect(Buffer.from(across)).toEqual(Buffer.from(data.subarray(5 * MiB - 3, 5 * MiB + 7)))
   })
 
   it("put of a large in-memory body goes up in parts too", async () => {
-    const data = bytes(11 * MiB)
-    const info = await run(store.put("multi/array.bin", data))
+    const data = randomData(11 * MiB)
+    const info = await expectSuccess(store.put("multi/array.bin", data))
     expect(info.size).toBe(data.length)
-    expect(sha(await run(store.get("multi/array.bin")))).toBe(sha(data))
+    expect(sha256Hex(await expectSuccess(store.get("multi/array.bin")))).toBe(sha256Hex(data))
   })
 
   it("a streamed multipart put whose body fails leaves nothing behind, and the body's error comes out", async () => {
     const body = Stream.concat(
-      chunks(bytes(12 * MiB), MiB),
+      chunked(randomData(12 * MiB), MiB),
       Stream.fail({ _tag: "BlobStoreError", reason: "Unavailable", detail: "injected" } as unknown as BlobStoreError),
     )
-    const error = await failure(store.put("multi/failed.bin", body))
+    const error = await expectFailure(store.put("multi/failed.bin", body))
     expect(error.detail).toBe("injected")
-    expect((await failure(store.head("multi/failed.bin"))).reason).toBe("NotFound")
+    expect((await expectFailure(store.head("multi/failed.bin"))).reason).toBe("NotFound")
   })
 
   it("create-only put of a large streamed body refuses an existing key", async () => {
-    await run(store.put("multi/once.bin", bytes(100)))
-    const error = await failure(store.put("multi/once.bin", chunks(bytes(12 * MiB), MiB), { ifNotExists: true }))
+    await expectSuccess(store.put("multi/once.bin", randomData(100)))
+    const error = await expectFailure(store.put("multi/once.bin", chunked(randomData(12 * MiB), MiB), { ifNotExists: true }))
     expect(error.reason).toBe("AlreadyExists")
-    expect((await run(store.head("multi/once.bin"))).size).toBe(100)
-    const info = await run(store.put("multi/new-once.bin", chunks(bytes(12 * MiB), MiB), { ifNotExists: true }))
+    expect((await expectSuccess(store.head("multi/once.bin"))).size).toBe(100)
+    const info = await expectSuccess(store.put("multi/new-once.bin", chunked(randomData(12 * MiB), MiB), { ifNotExists: true }))
     expect(info.size).toBe(12 * MiB)
   })
 
@@ -186,12 +167,12 @@ describe("S3 driver on Ceph radosgw", () => {
       multipartCopyThreshold: 6 * MiB,
     })
     try {
-      const data = bytes(13 * MiB + 1)
-      await run(small.put("copy/source.bin", data))
-      const info = await run(small.copy("copy/source.bin", "copy/target.bin"))
+      const data = randomData(13 * MiB + 1)
+      await expectSuccess(small.put("copy/source.bin", data))
+      const info = await expectSuccess(small.copy("copy/source.bin", "copy/target.bin"))
       expect(info.size).toBe(data.length)
       expect(info.etag).toMatch(/-\d+$/)
-      expect(sha(await run(small.get("copy/target.bin")))).toBe(sha(data))
+      expect(sha256Hex(await expectSuccess(small.get("copy/target.bin")))).toBe(sha256Hex(data))
     } finally {
       await closeSmall()
     }
@@ -200,21 +181,21 @@ describe("S3 driver on Ceph radosgw", () => {
   it("skips zero-byte folder markers and refuses keys it could not restore", async () => {
     const client = admin()
     await client.send(new PutObjectCommand({ Bucket: bucket, Key: `${root}/markers/dir/`, Body: new Uint8Array(0) }))
-    await run(store.put("markers/dir/file", bytes(3)))
-    expect((await run(Stream.runCollect(store.list("markers/")))).map((i) => i.key)).toEqual(["markers/dir/file"])
+    await expectSuccess(store.put("markers/dir/file", randomData(3)))
+    expect((await expectSuccess(Stream.runCollect(store.list("markers/")))).map((i) => i.key)).toEqual(["markers/dir/file"])
     await client.send(new PutObjectCommand({ Bucket: bucket, Key: `${root}/bad//key`, Body: new Uint8Array(1) }))
     client.destroy()
-    const error = await failure(Stream.runCollect(store.list("bad")))
+    const error = await expectFailure(Stream.runCollect(store.list("bad")))
     expect(error.reason).toBe("InvalidKey")
     expect(error.message).toContain("bad//key")
   })
 
   it("keys with spaces, '+', '%' and non-ASCII list back exactly", async () => {
     const keys = ["enc/a b", "enc/a+b", "enc/100%", "enc/é/ü", "enc/q?x=1&y"]
-    for (const key of keys) await run(store.put(key, bytes(1)))
-    const listed = (await run(Stream.runCollect(store.list("enc/")))).map((i) => i.key)
+    for (const key of keys) await expectSuccess(store.put(key, randomData(1)))
+    const listed = (await expectSuccess(Stream.runCollect(store.list("enc/")))).map((i) => i.key)
     expect([...listed].sort()).toEqual([...keys].sort())
-    for (const key of keys) expect((await run(store.head(key))).size).toBe(1)
+    for (const key of keys) expect((await expectSuccess(store.head(key))).size).toBe(1)
   })
 
   it("upload_checksum = md5: the server verifies every upload (a corrupted body is refused, retryable)", async () => {
@@ -237,15 +218,15 @@ describe("S3 driver on Ceph radosgw", () => {
     )
     const { store: md5Store, close: closeMd5 } = await open(settings, { client, partSize: 5 * MiB })
     try {
-      const small = await failure(md5Store.put("md5/small", bytes(1000)))
+      const small = await expectFailure(md5Store.put("md5/small", randomData(1000)))
       expect(small.reason).toBe("Unavailable")
       expect(small.isRetryable).toBe(true)
-      expect((await failure(md5Store.head("md5/small"))).reason).toBe("NotFound")
-      const big = await failure(md5Store.put("md5/big", chunks(bytes(11 * MiB), MiB)))
+      expect((await expectFailure(md5Store.head("md5/small"))).reason).toBe("NotFound")
+      const big = await expectFailure(md5Store.put("md5/big", chunked(randomData(11 * MiB), MiB)))
       expect(big.isRetryable).toBe(true)
       corrupt = false
-      await run(md5Store.put("md5/small", bytes(1000)))
-      await run(md5Store.put("md5/big", chunks(bytes(11 * MiB), MiB)))
+      await expectSuccess(md5Store.put("md5/small", randomData(1000)))
+      await expectSuccess(md5Store.put("md5/big", chunked(randomData(11 * MiB), MiB)))
     } finally {
       await closeMd5()
       client.destroy()
@@ -253,15 +234,15 @@ describe("S3 driver on Ceph radosgw", () => {
   })
 
   it("with the caller's SHA-256, the server checks the body against the signed x-amz-content-sha256", async () => {
-    const data = bytes(5000)
-    const other = sha(bytes(5000))
-    const refused = await failure(store.put("signed/wrong", data, { contentSha256: other }))
+    const data = randomData(5000)
+    const other = sha256Hex(randomData(5000))
+    const refused = await expectFailure(store.put("signed/wrong", data, { contentSha256: other }))
     expect(refused.reason).toBe("Unavailable")
     expect(refused.isRetryable).toBe(true)
-    expect((await failure(store.head("signed/wrong"))).reason).toBe("NotFound")
-    const info = await run(store.put("signed/right", data, { contentSha256: sha(data), ifNotExists: true }))
+    expect((await expectFailure(store.head("signed/wrong"))).reason).toBe("NotFound")
+    const info = await expectSuccess(store.put("signed/right", data, { contentSha256: sha256Hex(data), ifNotExists: true }))
     expect(info.size).toBe(5000)
-    expect(sha(await run(store.get("signed/right")))).toBe(sha(data))
+    expect(sha256Hex(await expectSuccess(store.get("signed/right")))).toBe(sha256Hex(data))
   })
 
   it("upload_checksum = sha256 sends x-amz-checksum-sha256, the caller's hash when given", async () => {
@@ -277,9 +258,9 @@ describe("S3 driver on Ceph radosgw", () => {
     )
     const { store: shaStore, close: closeSha } = await open(settings, { client })
     try {
-      const data = bytes(5000)
-      await run(shaStore.put("sha/computed", data))
-      await run(shaStore.put("sha/given", data, { contentSha256: sha(data) }))
+      const data = randomData(5000)
+      await expectSuccess(shaStore.put("sha/computed", data))
+      await expectSuccess(shaStore.put("sha/given", data, { contentSha256: sha256Hex(data) }))
       const expected = createHash("sha256").update(data).digest("base64")
       expect(seen).toEqual([expected, expected])
     } finally {
@@ -291,43 +272,34 @@ describe("S3 driver on Ceph radosgw", () => {
 
 describe("S3 driver errors against the real server", () => {
   it("a missing bucket is an InvalidConfig error naming the bucket, the server and the fix", async () => {
-    const { store, close } = await open(settingsFor(randomName("no-such-bucket"), ""))
-    try {
-      const error = await failure(store.get("x"))
+    await withTestStore(makeS3BlobStore(settingsFor(randomName("no-such-bucket"), "")), async (store) => {
+      const error = await expectFailure(store.get("x"))
       expect(error.reason).toBe("InvalidConfig")
       expect(error.message).toMatch(/bucket 'no-such-bucket-[0-9a-f]+' on the S3 server at http:\/\/127\.0\.0\.1:\d+ .*does not exist/)
       expect(error.fix).toContain("create the bucket")
-      const listError = await failure(Stream.runCollect(store.list("")))
+      const listError = await expectFailure(Stream.runCollect(store.list("")))
       expect(listError.reason).toBe("InvalidConfig")
-    } finally {
-      await close()
-    }
+    })
   })
 
   it("a wrong secret key is PermissionDenied that says the secret is wrong, and never shows it", async () => {
-    const { store, close } = await open(settingsFor(bucket, "", { secret_access_key: Redacted.make("not-the-secret") }))
-    try {
-      const error = await failure(store.get("x"))
+    await withTestStore(makeS3BlobStore(settingsFor(bucket, "", { secret_access_key: Redacted.make("not-the-secret") })), async (store) => {
+      const error = await expectFailure(store.get("x"))
       expect(error.reason).toBe("PermissionDenied")
       expect(error.message).toContain("secret key is wrong")
       expect(error.fix).toContain("secret_access_key")
       expect(`${error.message} ${error.fix} ${JSON.stringify(error)}`).not.toContain("not-the-secret")
-      const headError = await failure(store.head("x"))
+      const headError = await expectFailure(store.head("x"))
       expect(headError.reason).toBe("PermissionDenied")
-    } finally {
-      await close()
-    }
+    })
   })
 
   it("an unknown access key id is PermissionDenied naming the key id setting", async () => {
-    const { store, close } = await open(settingsFor(bucket, "", { access_key_id: "NOSUCHKEY" }))
-    try {
-      const error = await failure(Stream.runCollect(store.list("")))
+    await withTestStore(makeS3BlobStore(settingsFor(bucket, "", { access_key_id: "NOSUCHKEY" })), async (store) => {
+      const error = await expectFailure(Stream.runCollect(store.list("")))
       expect(error.reason).toBe("PermissionDenied")
       expect(error.fix).toContain("access_key_id")
-    } finally {
-      await close()
-    }
+    })
   })
 
   it("a server that accepts a block request and never answers fails it as Unavailable (retryable) after the idle timeout", async () => {
@@ -341,7 +313,7 @@ describe("S3 driver errors against the real server", () => {
     const { store, close } = await open(settingsFor(bucket, "", { endpoint_url: endpoint }), { idleTimeoutMs: 300 })
     try {
       const started = Date.now()
-      const error = await failure(store.put("stalled", new Uint8Array(1000)))
+      const error = await expectFailure(store.put("stalled", new Uint8Array(1000)))
       expect(error.reason).toBe("Unavailable")
       expect(error.isRetryable).toBe(true)
       expect(error.message).toContain("no answer")
@@ -354,14 +326,11 @@ describe("S3 driver errors against the real server", () => {
   })
 
   it("an unreachable endpoint is Unavailable (retryable) and says to check the endpoint", async () => {
-    const { store, close } = await open(settingsFor(bucket, "", { endpoint_url: "http://127.0.0.1:9" }))
-    try {
-      const error = await failure(store.get("x"))
+    await withTestStore(makeS3BlobStore(settingsFor(bucket, "", { endpoint_url: "http://127.0.0.1:9" })), async (store) => {
+      const error = await expectFailure(store.get("x"))
       expect(error.reason).toBe("Unavailable")
       expect(error.isRetryable).toBe(true)
       expect(error.fix).toContain("endpoint")
-    } finally {
-      await close()
-    }
+    })
   })
 })
