@@ -15,7 +15,7 @@ import {
   makeFromSettings,
   rootToPrefix,
 } from "../src/drivers/CloudDriver.ts"
-import { CHECKSUM_MISMATCH, type CloudService, cloudErrors, isBlobStoreError, isNetworkErrorCode } from "../src/drivers/CloudErrors.ts"
+import * as CloudErrors from "../src/drivers/CloudErrors.ts"
 import { makeMemoryBlobStore } from "../src/drivers/MemoryBlobStore.ts"
 import type { StorageDriverContext } from "../src/StorageDriver.ts"
 
@@ -123,10 +123,10 @@ describe("makeFromSettings", () => {
   )
 })
 
-describe("cloudErrors", () => {
-  const service: CloudService = { driver: "mystore", object: "object", bucket: "bucket", endpointOptions: "`endpoint_url`" }
+describe("CloudErrors.make", () => {
+  const service: CloudErrors.CloudService = { driver: "mystore", object: "object", bucket: "bucket", endpointOptions: "`endpoint_url`" }
   const call = { operation: "get", key: "a/b", service: "MyStore at http://h" }
-  const errors = (said = "E: said", createOnly = false) => cloudErrors(service, { ...call, createOnly }, new Error("x"), said)
+  const errors = (said = "E: said", createOnly = false) => CloudErrors.make(service, { ...call, createOnly }, new Error("x"), said)
 
   it.each([
     [304, "PreconditionFailed", false],
@@ -173,19 +173,19 @@ describe("cloudErrors", () => {
 
   it("a checksum mismatch is retried; an aborted request is not", () => {
     expect(errors().checksumMismatch()).toMatchObject({ reason: "Unavailable", isRetryable: true })
-    expect(errors().checksumMismatch().detail).toContain(CHECKSUM_MISMATCH)
+    expect(errors().checksumMismatch().detail).toContain(CloudErrors.CHECKSUM_MISMATCH)
     expect(errors().aborted().isRetryable).toBe(false)
   })
 
   it("network codes: Node's, plus the SDK's own when given", () => {
-    expect(isNetworkErrorCode("ECONNRESET")).toBe(true)
-    expect(isNetworkErrorCode("UND_ERR_SOCKET")).toBe(false)
-    expect(isNetworkErrorCode("UND_ERR_SOCKET", ["UND_ERR_SOCKET"])).toBe(true)
-    expect(isNetworkErrorCode(undefined)).toBe(false)
+    expect(CloudErrors.isNetworkErrorCode("ECONNRESET")).toBe(true)
+    expect(CloudErrors.isNetworkErrorCode("UND_ERR_SOCKET")).toBe(false)
+    expect(CloudErrors.isNetworkErrorCode("UND_ERR_SOCKET", ["UND_ERR_SOCKET"])).toBe(true)
+    expect(CloudErrors.isNetworkErrorCode(undefined)).toBe(false)
   })
 
   it("a BlobStoreError is recognised by its tag (it may come from another copy of core)", () => {
-    expect(isBlobStoreError({ _tag: "BlobStoreError", reason: "Unavailable" })).toBe(true)
-    expect(isBlobStoreError(new Error("x"))).toBe(false)
+    expect(CloudErrors.isBlobStoreError({ _tag: "BlobStoreError", reason: "Unavailable" })).toBe(true)
+    expect(CloudErrors.isBlobStoreError(new Error("x"))).toBe(false)
   })
 })

@@ -22,7 +22,7 @@
  * AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET). URLs take
  * `?endpoint=` and `?account=`. Secrets are `Redacted` and never printed.
  */
-import { bucketOptionsFromUrl, checkEndpointUrl, describeBucketLocation, invalidOption, rootToPrefix } from "@bendsave/core/CloudDriver"
+import * as CloudDriver from "@bendsave/core/CloudDriver"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 
@@ -54,7 +54,7 @@ export const AZURE_OPTIONS_HELP = [
 
 /** `azblob://container/prefix?endpoint=...&account=...` → raw options (credentials come from the environment). */
 export const azureOptionsFromUrl = (url: URL): Record<string, unknown> =>
-  bucketOptionsFromUrl(url, {
+  CloudDriver.bucketOptionsFromUrl(url, {
     bucketOption: "container",
     credentialsFrom: "set AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT with AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN",
     parameters: {
@@ -91,13 +91,13 @@ const field = (text: string, name: string): string | undefined =>
 /** Applies the credential precedence and defaults; throws an Error with a `key` for what cannot work. */
 export const resolveAzureSettings = (options: AzureOptions, env: Readonly<Record<string, string | undefined>>): AzureSettings => {
   const given = [options.connection_string, options.account_key, options.sas_token].filter((x) => x !== undefined).length
-  if (given > 1) throw invalidOption("account_key", "give one of connection_string, account_key and sas_token")
+  if (given > 1) throw CloudDriver.invalidOption("account_key", "give one of connection_string, account_key and sas_token")
   let credential: AzureCredentialSource
   let account = options.account_name
   if (options.connection_string !== undefined) {
     credential = { kind: "connectionString", value: options.connection_string, from: "connection_string in the cluster file" }
   } else if (options.account_key !== undefined) {
-    if (account === undefined) throw invalidOption("account_name", "account_key needs account_name")
+    if (account === undefined) throw CloudDriver.invalidOption("account_name", "account_key needs account_name")
     credential = { kind: "accountKey", account, key: options.account_key, from: "account_key in the cluster file" }
   } else if (options.sas_token !== undefined) {
     credential = { kind: "sas", token: options.sas_token, from: "sas_token in the cluster file" }
@@ -121,18 +121,18 @@ export const resolveAzureSettings = (options: AzureOptions, env: Readonly<Record
   }
   let endpoint = options.endpoint_url
   if (endpoint !== undefined) {
-    const url = checkEndpointUrl(endpoint, "write https://<account>.blob.core.windows.net")
-    if (url.search !== "") throw invalidOption("endpoint_url", "must not hold credentials or a SAS query (use sas_token)")
+    const url = CloudDriver.checkEndpointUrl(endpoint, "write https://<account>.blob.core.windows.net")
+    if (url.search !== "") throw CloudDriver.invalidOption("endpoint_url", "must not hold credentials or a SAS query (use sas_token)")
     endpoint = endpoint.replace(/\/+$/, "")
   } else if (credential.kind !== "connectionString") {
     if (account === undefined) {
-      throw invalidOption("account_name", "set account_name (or endpoint_url) so the blob service can be found")
+      throw CloudDriver.invalidOption("account_name", "set account_name (or endpoint_url) so the blob service can be found")
     }
     endpoint = `https://${account}.blob.core.windows.net`
   }
   return {
     container: options.container,
-    prefix: rootToPrefix(options.root),
+    prefix: CloudDriver.rootToPrefix(options.root),
     endpoint,
     account,
     credential,
@@ -141,7 +141,7 @@ export const resolveAzureSettings = (options: AzureOptions, env: Readonly<Record
 }
 
 export const describeAzureLocation = (settings: AzureSettings): string =>
-  describeBucketLocation("azblob", settings.container, settings.prefix)
+  CloudDriver.describeBucketLocation("azblob", settings.container, settings.prefix)
 
 export const describeAzureService = (settings: AzureSettings): string => {
   const at =

@@ -6,33 +6,30 @@
  * (`maxTries: 1`): retrying is core's job.
  */
 import type { BlobStoreError } from "@bendsave/core/BlobStore"
-import { type CloudService, cloudErrors, isBlobStoreError, isNetworkErrorCode, stringField as str } from "@bendsave/core/CloudErrors"
+import * as CloudErrors from "@bendsave/core/CloudErrors"
 import * as Predicate from "effect/Predicate"
+
+const str = CloudErrors.stringField
 
 export const DRIVER = "azblob"
 
-const AZURE: CloudService = {
+const AZURE: CloudErrors.CloudService = {
   driver: DRIVER,
   object: "blob",
   bucket: "container",
   endpointOptions: "`endpoint_url` / `account_name` (or ?endpoint=)",
 }
 
-export interface AzureErrorContext {
-  readonly operation: string
-  readonly key?: string | undefined
+/** What classifyError needs to know about the failed call: the call (operation, key, service in words, create-only) and the container. */
+export interface AzureErrorContext extends CloudErrors.CloudCall {
   readonly container: string
-  /** "Azure Blob Storage at https://..." */
-  readonly service: string
   /** Where the credential came from, for messages ("AZURE_STORAGE_KEY", "DefaultAzureCredential", ...). */
   readonly credentialFrom: string
-  /** The call was a create-only put: a conflict or failed condition means the blob exists. */
-  readonly createOnly?: boolean
 }
 
 /** Maps a failure of an Azure SDK call to a BlobStoreError; a BlobStoreError (from a put's body) passes through. */
 export const classifyError = (cause: unknown, context: AzureErrorContext): BlobStoreError => {
-  if (isBlobStoreError(cause)) return cause
+  if (CloudErrors.isBlobStoreError(cause)) return cause
   const details = Predicate.hasProperty(cause, "details") ? cause.details : undefined
   const code = str(cause, "code") ?? str(details, "errorCode") ?? str(cause, "name") ?? "Error"
   // HEAD responses carry the code only in a header, which the SDK puts in details.
@@ -40,7 +37,7 @@ export const classifyError = (cause: unknown, context: AzureErrorContext): BlobS
   const status = Predicate.hasProperty(cause, "statusCode") && typeof cause.statusCode === "number" ? cause.statusCode : undefined
   const firstLine = (str(cause, "message") ?? "").split("\n")[0]
   const said = firstLine !== "" ? `${serviceCode}: ${firstLine}` : status === undefined ? serviceCode : `${serviceCode} (HTTP ${status})`
-  const errors = cloudErrors(AZURE, context, cause, said)
+  const errors = CloudErrors.make(AZURE, context, cause, said)
   const { make } = errors
   const container = `container '${context.container}' on ${context.service}`
   const alreadyExists = () =>
@@ -120,12 +117,12 @@ export const classifyError = (cause: unknown, context: AzureErrorContext): BlobS
     case "AbortError":
       return errors.aborted()
   }
-  if (isNetworkErrorCode(code, ["REQUEST_SEND_ERROR"])) {
+  if (CloudErrors.isNetworkErrorCode(code, ["REQUEST_SEND_ERROR"])) {
     // REQUEST_SEND_ERROR wraps the socket error: its code is on the cause, or in the message.
     const inner =
       str(Predicate.hasProperty(cause, "cause") ? cause.cause : undefined, "code") ??
       /\b(ECONNREFUSED|ENOTFOUND|EAI_AGAIN)\b/.exec(firstLine)?.[1]
-    return errors.unreachable(code === "REQUEST_SEND_ERROR" && isNetworkErrorCode(inner) ? inner : code)
+    return errors.unreachable(code === "REQUEST_SEND_ERROR" && CloudErrors.isNetworkErrorCode(inner) ? inner : code)
   }
   switch (status) {
     case 401:

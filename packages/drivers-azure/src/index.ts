@@ -3,7 +3,7 @@
  * default export is the driver definition bendsave loads for
  * `[storage] type = "azblob"` and `azblob://container/prefix` repositories.
  */
-import { makeFromSettings } from "@bendsave/core/CloudDriver"
+import * as CloudDriver from "@bendsave/core/CloudDriver"
 import type { StorageDriver } from "@bendsave/core/StorageDriver"
 import { AZURE_CAPABILITIES, makeAzureBlobStore } from "./AzureBlobStore.ts"
 import {
@@ -28,7 +28,7 @@ const azureDriver: StorageDriver<AzureOptions> = {
   optionsHelp: AZURE_OPTIONS_HELP,
   capabilities: AZURE_CAPABILITIES,
   fromUrl: azureOptionsFromUrl,
-  make: makeFromSettings(DRIVER, (options, context) => resolveAzureSettings(options, context.env), makeAzureBlobStore),
+  make: CloudDriver.makeFromSettings(DRIVER, (options, context) => resolveAzureSettings(options, context.env), makeAzureBlobStore),
 }
 
 export default azureDriver

@@ -23,7 +23,7 @@
  * (no credentials then). Secrets are `Redacted` and never printed.
  */
 import { isAbsolute, resolve } from "node:path"
-import { bucketOptionsFromUrl, checkEndpointUrl, describeBucketLocation, invalidOption, rootToPrefix } from "@bendsave/core/CloudDriver"
+import * as CloudDriver from "@bendsave/core/CloudDriver"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 
@@ -57,7 +57,7 @@ export const GCS_OPTIONS_HELP = [
 
 /** `gs://bucket/prefix?endpoint=...&project=...` → raw options. */
 export const gcsOptionsFromUrl = (url: URL): Record<string, unknown> =>
-  bucketOptionsFromUrl(url, {
+  CloudDriver.bucketOptionsFromUrl(url, {
     bucketOption: "bucket",
     credentialsFrom: "set GOOGLE_APPLICATION_CREDENTIALS (or use gcloud's application default credentials)",
     parameters: {
@@ -95,13 +95,13 @@ export const resolveGcsSettings = (
   baseDir: string,
 ): GcsSettings => {
   if (options.credential !== undefined && options.credential_path !== undefined) {
-    throw invalidOption("credential", "give credential or credential_path, not both")
+    throw CloudDriver.invalidOption("credential", "give credential or credential_path, not both")
   }
   let endpoint = options.endpoint_url ?? (env.STORAGE_EMULATOR_HOST || undefined)
   const emulator = options.endpoint_url === undefined && endpoint !== undefined
   if (endpoint !== undefined) {
     if (!/^https?:\/\//.test(endpoint)) endpoint = `http://${endpoint}`
-    checkEndpointUrl(endpoint, "write http://host:port")
+    CloudDriver.checkEndpointUrl(endpoint, "write http://host:port")
     endpoint = endpoint.replace(/\/+$/, "")
   }
   let credentials: GcsSettings["credentials"]
@@ -113,7 +113,10 @@ export const resolveGcsSettings = (
       json = raw.startsWith("{") ? raw : Buffer.from(raw, "base64").toString("utf8")
       JSON.parse(json)
     } catch {
-      throw invalidOption("credential", "is neither a service account key (JSON) nor its base64 encoding (the value is not shown)")
+      throw CloudDriver.invalidOption(
+        "credential",
+        "is neither a service account key (JSON) nor its base64 encoding (the value is not shown)",
+      )
     }
     credentials = { kind: "json", json: Redacted.make(json) }
     credentialFrom = "credential in the cluster file"
@@ -135,7 +138,7 @@ export const resolveGcsSettings = (
   }
   return {
     bucket: options.bucket,
-    prefix: rootToPrefix(options.root),
+    prefix: CloudDriver.rootToPrefix(options.root),
     endpoint,
     emulator,
     projectId: options.project_id ?? (env.GOOGLE_CLOUD_PROJECT || env.GCLOUD_PROJECT || undefined),
@@ -146,7 +149,8 @@ export const resolveGcsSettings = (
   }
 }
 
-export const describeGcsLocation = (settings: GcsSettings): string => describeBucketLocation("gs", settings.bucket, settings.prefix)
+export const describeGcsLocation = (settings: GcsSettings): string =>
+  CloudDriver.describeBucketLocation("gs", settings.bucket, settings.prefix)
 
 export const describeGcsService = (settings: GcsSettings): string =>
   settings.endpoint === undefined

@@ -6,31 +6,30 @@
  * library's own retries are off: retrying is core's job.
  */
 import type { BlobStoreError } from "@bendsave/core/BlobStore"
-import { type CloudService, cloudErrors, isBlobStoreError, isNetworkErrorCode, stringField as str } from "@bendsave/core/CloudErrors"
+import * as CloudErrors from "@bendsave/core/CloudErrors"
 import * as Predicate from "effect/Predicate"
+
+const str = CloudErrors.stringField
 
 export const DRIVER = "gcs"
 
-const GCS: CloudService = {
+const GCS: CloudErrors.CloudService = {
   driver: DRIVER,
   object: "object",
   bucket: "bucket",
   endpointOptions: "`endpoint_url` (or STORAGE_EMULATOR_HOST)",
 }
 
-export interface GcsErrorContext {
-  readonly operation: string
-  readonly key?: string | undefined
+/** What classifyError needs to know about the failed call: the call (operation, key, service in words, create-only) and the bucket. */
+export interface GcsErrorContext extends CloudErrors.CloudCall {
   readonly bucket: string
-  /** "Google Cloud Storage", "the GCS emulator at http://..." */
-  readonly service: string
+  /** Where the credentials came from, for messages. */
   readonly credentialFrom: string
-  readonly createOnly?: boolean
 }
 
 /** Maps a failure of a GCS call to a BlobStoreError; a BlobStoreError (from a put's body) passes through. */
 export const classifyError = (cause: unknown, context: GcsErrorContext): BlobStoreError => {
-  if (isBlobStoreError(cause)) return cause
+  if (CloudErrors.isBlobStoreError(cause)) return cause
   const rawCode = Predicate.hasProperty(cause, "code") ? cause.code : undefined
   const status =
     typeof rawCode === "number" ? rawCode : typeof rawCode === "string" && /^\d{3}$/.test(rawCode) ? Number(rawCode) : undefined
@@ -43,7 +42,7 @@ export const classifyError = (cause: unknown, context: GcsErrorContext): BlobSto
   const message = (str(cause, "message") ?? "").split("\n")[0]
   const name = str(cause, "name") ?? "Error"
   const said = `${status === undefined ? (errno ?? name) : `HTTP ${status}${reasonWord === undefined ? "" : ` ${reasonWord}`}`}: ${message}`
-  const classified = cloudErrors(GCS, context, cause, said)
+  const classified = CloudErrors.make(GCS, context, cause, said)
   const { make } = classified
   const bucket = `bucket '${context.bucket}' on ${context.service}`
 
@@ -61,7 +60,7 @@ export const classifyError = (cause: unknown, context: GcsErrorContext): BlobSto
       "check the service account key (it may be revoked, or not a key at all)",
     )
   }
-  if (isNetworkErrorCode(errno)) return classified.unreachable(errno)
+  if (CloudErrors.isNetworkErrorCode(errno)) return classified.unreachable(errno)
   if (name === "AbortError") return classified.aborted()
   if (
     /md5|crc32c|checksum|hash/i.test(message) &&

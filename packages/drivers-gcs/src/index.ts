@@ -3,7 +3,7 @@
  * default export is the driver definition bendsave loads for
  * `[storage] type = "gcs"` and `gs://bucket/prefix` repositories.
  */
-import { makeFromSettings } from "@bendsave/core/CloudDriver"
+import * as CloudDriver from "@bendsave/core/CloudDriver"
 import type { StorageDriver } from "@bendsave/core/StorageDriver"
 import { GCS_CAPABILITIES, makeGcsBlobStore } from "./GcsBlobStore.ts"
 import { GCS_OPTIONS_HELP, GCS_SECRET_KEYS, type GcsOptions, GcsOptionsSchema, gcsOptionsFromUrl, resolveGcsSettings } from "./GcsConfig.ts"
@@ -21,7 +21,11 @@ const gcsDriver: StorageDriver<GcsOptions> = {
   optionsHelp: GCS_OPTIONS_HELP,
   capabilities: GCS_CAPABILITIES,
   fromUrl: gcsOptionsFromUrl,
-  make: makeFromSettings(DRIVER, (options, context) => resolveGcsSettings(options, context.env, context.baseDir), makeGcsBlobStore),
+  make: CloudDriver.makeFromSettings(
+    DRIVER,
+    (options, context) => resolveGcsSettings(options, context.env, context.baseDir),
+    makeGcsBlobStore,
+  ),
 }
 
 export default gcsDriver

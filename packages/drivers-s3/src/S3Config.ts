@@ -25,7 +25,7 @@
  * chain); `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` give the endpoint when
  * the URL does not. Secrets are `Redacted` and never printed.
  */
-import { bucketOptionsFromUrl, checkEndpointUrl, describeBucketLocation, invalidOption, rootToPrefix } from "@bendsave/core/CloudDriver"
+import * as CloudDriver from "@bendsave/core/CloudDriver"
 import type * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 
@@ -64,7 +64,7 @@ export const S3_OPTIONS_HELP = [
 
 /** `s3://bucket/prefix?endpoint=...&region=...` → raw options (validated by the schema afterwards). */
 export const s3OptionsFromUrl = (url: URL, env: Readonly<Record<string, string | undefined>>): Record<string, unknown> => {
-  const options = bucketOptionsFromUrl(url, {
+  const options = CloudDriver.bucketOptionsFromUrl(url, {
     bucketOption: "bucket",
     credentialsFrom: "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or use a profile or role)",
     parameters: {
@@ -103,17 +103,17 @@ export interface S3Settings {
 
 /** Applies defaults; throws an Error naming the option for combinations the schema cannot express. */
 export const resolveS3Settings = (options: S3Options, env: Readonly<Record<string, string | undefined>>): S3Settings => {
-  if (options.endpoint_url !== undefined) checkEndpointUrl(options.endpoint_url, "write http://host:port or https://host")
+  if (options.endpoint_url !== undefined) CloudDriver.checkEndpointUrl(options.endpoint_url, "write http://host:port or https://host")
   if ((options.access_key_id === undefined) !== (options.secret_access_key === undefined)) {
     const missing = options.access_key_id === undefined ? "access_key_id" : "secret_access_key"
-    throw invalidOption(
+    throw CloudDriver.invalidOption(
       missing,
       "access_key_id and secret_access_key go together: set both, or neither to use the SDK's default credential chain",
     )
   }
   return {
     bucket: options.bucket,
-    prefix: rootToPrefix(options.root),
+    prefix: CloudDriver.rootToPrefix(options.root),
     endpoint: options.endpoint_url,
     region: options.region ?? (env.AWS_REGION || env.AWS_DEFAULT_REGION || "us-east-1"),
     forcePathStyle:
@@ -132,7 +132,8 @@ export const resolveS3Settings = (options: S3Options, env: Readonly<Record<strin
 }
 
 /** Where the store lives, for messages and `location` (never a secret). */
-export const describeS3Location = (settings: S3Settings): string => describeBucketLocation("s3", settings.bucket, settings.prefix)
+export const describeS3Location = (settings: S3Settings): string =>
+  CloudDriver.describeBucketLocation("s3", settings.bucket, settings.prefix)
 
 export const describeS3Service = (settings: S3Settings): string =>
   settings.endpoint === undefined

@@ -10,23 +10,25 @@
  */
 
 import type { BlobStoreError } from "@bendsave/core/BlobStore"
-import { type CloudService, cloudErrors, isBlobStoreError, isNetworkErrorCode, stringField as str } from "@bendsave/core/CloudErrors"
+import * as CloudErrors from "@bendsave/core/CloudErrors"
 import * as Predicate from "effect/Predicate"
+
+const str = CloudErrors.stringField
 
 export const DRIVER = "s3"
 
-const S3: CloudService = { driver: DRIVER, object: "object", bucket: "bucket", endpointOptions: "`endpoint_url` (or ?endpoint=)" }
+const S3: CloudErrors.CloudService = {
+  driver: DRIVER,
+  object: "object",
+  bucket: "bucket",
+  endpointOptions: "`endpoint_url` (or ?endpoint=)",
+}
 
-/** What classifyError needs to know about the failed call. */
-export interface S3ErrorContext {
-  readonly operation: string
-  readonly key?: string | undefined
+/** What classifyError needs to know about the failed call: the call (operation, key, service in words, create-only) and the bucket. */
+export interface S3ErrorContext extends CloudErrors.CloudCall {
   readonly bucket: string
-  /** "the S3 server at http://... (region ...)" or "Amazon S3 (region ...)". */
-  readonly service: string
+  /** The region the settings name, for messages about a bucket in another one. */
   readonly region: string
-  /** The call was a create-only put: a failed precondition means the key exists. */
-  readonly createOnly?: boolean
 }
 
 const httpStatus = (u: unknown): number | undefined => {
@@ -50,14 +52,14 @@ const bucketRegion = (u: unknown): string | undefined => {
 
 /** Maps a failure of an S3 call to a BlobStoreError. A BlobStoreError (e.g. from a put's body) passes through unchanged. */
 export const classifyError = (cause: unknown, context: S3ErrorContext): BlobStoreError => {
-  if (isBlobStoreError(cause)) return cause
+  if (CloudErrors.isBlobStoreError(cause)) return cause
   const name = str(cause, "Code") ?? str(cause, "name") ?? "Error"
   const status = httpStatus(cause)
   const errno = str(cause, "code")
   const sdkMessage = str(cause, "message")
   const said =
     sdkMessage && sdkMessage !== "UnknownError" ? `${name}: ${sdkMessage}` : status === undefined ? name : `${name} (HTTP ${status})`
-  const errors = cloudErrors(S3, context, cause, said)
+  const errors = CloudErrors.make(S3, context, cause, said)
   const { make } = errors
   const bucket = `bucket '${context.bucket}' on ${context.service}`
   const wrongRegion = (region: string | undefined, inUrl: boolean) =>
@@ -152,7 +154,7 @@ export const classifyError = (cause: unknown, context: S3ErrorContext): BlobStor
     case "AbortError":
       return errors.aborted()
   }
-  if (isNetworkErrorCode(errno, ["UND_ERR_SOCKET"])) return errors.unreachable(errno)
+  if (CloudErrors.isNetworkErrorCode(errno, ["UND_ERR_SOCKET"])) return errors.unreachable(errno)
   switch (status) {
     case 301:
     case 307:

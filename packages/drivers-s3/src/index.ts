@@ -4,7 +4,7 @@
  * `[storage] type = "s3"` and `s3://bucket/prefix` repositories.
  */
 
-import { makeFromSettings } from "@bendsave/core/CloudDriver"
+import * as CloudDriver from "@bendsave/core/CloudDriver"
 import type { StorageDriver } from "@bendsave/core/StorageDriver"
 import { makeS3BlobStore, S3_CAPABILITIES } from "./S3BlobStore.ts"
 import { resolveS3Settings, S3_OPTIONS_HELP, S3_SECRET_KEYS, type S3Options, S3OptionsSchema, s3OptionsFromUrl } from "./S3Config.ts"
@@ -22,7 +22,7 @@ const s3Driver: StorageDriver<S3Options> = {
   optionsHelp: S3_OPTIONS_HELP,
   capabilities: S3_CAPABILITIES,
   fromUrl: s3OptionsFromUrl,
-  make: makeFromSettings(DRIVER, (options, context) => resolveS3Settings(options, context.env), makeS3BlobStore),
+  make: CloudDriver.makeFromSettings(DRIVER, (options, context) => resolveS3Settings(options, context.env), makeS3BlobStore),
 }
 
 export default s3Driver

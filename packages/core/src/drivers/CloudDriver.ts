@@ -13,10 +13,17 @@
  *   error as an `InvalidConfig` BlobStoreError naming the option.
  *
  * ```ts
+ * import * as CloudDriver from "@bendsave/core/CloudDriver"
+ *
  * const driver: StorageDriver<MyOptions> = {
  *   name: "mystore", schemes: ["mystore"], configSchema, capabilities,
- *   fromUrl: (url) => bucketOptionsFromUrl(url, { bucketOption: "bucket", credentialsFrom: "set MYSTORE_KEY", parameters: { endpoint: { option: "endpoint_url" } } }),
- *   make: makeFromSettings("mystore", (options, context) => resolveMySettings(options, context.env), makeMyStore),
+ *   fromUrl: (url) =>
+ *     CloudDriver.bucketOptionsFromUrl(url, {
+ *       bucketOption: "bucket",
+ *       credentialsFrom: "set MYSTORE_KEY",
+ *       parameters: { endpoint: { option: "endpoint_url" } },
+ *     }),
+ *   make: CloudDriver.makeFromSettings("mystore", (options, context) => resolveMySettings(options, context.env), makeMyStore),
  * }
  * ```
  */

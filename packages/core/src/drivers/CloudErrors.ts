@@ -9,12 +9,12 @@
  *
  * ```ts
  * export const classifyError = (cause: unknown, context: MyErrorContext): BlobStoreError => {
- *   if (isBlobStoreError(cause)) return cause            // a put's body failed: pass it through
- *   const status = ...; const code = ...                  // read the SDK's error
- *   const errors = cloudErrors(MY_SERVICE, context, cause, `${code}: ${message}`)
+ *   if (CloudErrors.isBlobStoreError(cause)) return cause      // a put's body failed: pass it through
+ *   const status = ...; const code = ...                      // read the SDK's error
+ *   const errors = CloudErrors.make(MY_SERVICE, context, cause, `${code}: ${message}`)
  *   if (code === "NoSuchBucket") return errors.make("InvalidConfig", `the bucket ... does not exist`, "create it ...")
- *   if (isNetworkErrorCode(code)) return errors.unreachable(code)
- *   return errors.byStatus(status)                        // 404, 409, 412, 416, 429, 5xx, else Unknown
+ *   if (CloudErrors.isNetworkErrorCode(code)) return errors.unreachable(code)
+ *   return errors.byStatus(status)                            // 404, 409, 412, 416, 429, 5xx, else Unknown
  * }
  * ```
  *
@@ -81,7 +81,7 @@ export const stringField = (u: unknown, key: string): string | undefined =>
 /** The message of a checksum mismatch: the service refused bytes that did not match the checksum sent with them. */
 export const CHECKSUM_MISMATCH = "the service received different bytes than were sent (checksum mismatch); the upload was refused"
 
-/** Builders of the BlobStoreErrors of one failed call (see `cloudErrors`). */
+/** Builders of the BlobStoreErrors of one failed call (see `make`). */
 export interface CloudErrors {
   /** An error of any reason; `detail` is followed by the service's own words. */
   readonly make: (reason: BlobStoreErrorReason, detail: string, fix?: string, retryable?: boolean) => BlobStoreError
@@ -117,7 +117,7 @@ export interface CloudErrors {
  * the SDK said (a code and its message), shown after each detail in brackets;
  * `cause` is kept on the error.
  */
-export const cloudErrors = (service: CloudService, call: CloudCall, cause: unknown, said: string): CloudErrors => {
+export const make = (service: CloudService, call: CloudCall, cause: unknown, said: string): CloudErrors => {
   const make = (reason: BlobStoreErrorReason, detail: string, fix?: string, retryable?: boolean) =>
     new BlobStoreError({
       reason,
