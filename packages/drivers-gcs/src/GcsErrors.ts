@@ -13,12 +13,7 @@ const str = CloudErrors.stringField
 
 export const DRIVER = "gcs"
 
-const GCS: CloudErrors.CloudService = {
-  driver: DRIVER,
-  object: "object",
-  bucket: "bucket",
-  endpointOptions: "`endpoint_url` (or STORAGE_EMULATOR_HOST)",
-}
+const GCS: CloudErrors.CloudService = { driver: DRIVER, endpointOptions: "`endpoint_url` (or STORAGE_EMULATOR_HOST)" }
 
 /** What classifyError needs to know about the failed call: the call (operation, key, service in words, create-only) and the bucket. */
 export interface GcsErrorContext extends CloudErrors.CloudCall {

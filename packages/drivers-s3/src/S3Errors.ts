@@ -17,12 +17,7 @@ const str = CloudErrors.stringField
 
 export const DRIVER = "s3"
 
-const S3: CloudErrors.CloudService = {
-  driver: DRIVER,
-  object: "object",
-  bucket: "bucket",
-  endpointOptions: "`endpoint_url` (or ?endpoint=)",
-}
+const S3: CloudErrors.CloudService = { driver: DRIVER, endpointOptions: "`endpoint_url` (or ?endpoint=)" }
 
 /** What classifyError needs to know about the failed call: the call (operation, key, service in words, create-only) and the bucket. */
 export interface S3ErrorContext extends CloudErrors.CloudCall {

@@ -29,10 +29,10 @@ import { BlobStoreError, type BlobStoreErrorReason } from "../BlobStore.ts"
 export interface CloudService {
   /** The driver name errors carry ("s3"). */
   readonly driver: string
-  /** What the service stores, for messages: "object", "blob". */
-  readonly object: string
-  /** What holds them: "bucket", "container". */
-  readonly bucket: string
+  /** What the service stores, for messages: "blob"; default "object". */
+  readonly object?: string
+  /** What holds them: "container"; default "bucket". */
+  readonly bucket?: string
   /** Where the user sets the endpoint, for the fix of an unreachable service: "`endpoint_url` (or ?endpoint=)". */
   readonly endpointOptions: string
 }
@@ -118,6 +118,7 @@ export interface CloudErrors {
  * `cause` is kept on the error.
  */
 export const make = (service: CloudService, call: CloudCall, cause: unknown, said: string): CloudErrors => {
+  const { object = "object", bucket = "bucket" } = service
   const make = (reason: BlobStoreErrorReason, detail: string, fix?: string, retryable?: boolean) =>
     new BlobStoreError({
       reason,
@@ -129,12 +130,12 @@ export const make = (service: CloudService, call: CloudCall, cause: unknown, sai
       ...(retryable === undefined ? {} : { retryable }),
       cause,
     })
-  const alreadyExists = () => make("AlreadyExists", `the ${service.object} already exists`)
+  const alreadyExists = () => make("AlreadyExists", `the ${object} already exists`)
   const errors: CloudErrors = {
     make,
-    notFound: () => make("NotFound", `no such ${service.object}`),
+    notFound: () => make("NotFound", `no such ${object}`),
     preconditionFailed: () => (call.createOnly ? alreadyExists() : make("PreconditionFailed", "a precondition of the request failed")),
-    rangeNotSatisfiable: () => make("RangeNotSatisfiable", `the range starts past the end of the ${service.object}`),
+    rangeNotSatisfiable: () => make("RangeNotSatisfiable", `the range starts past the end of the ${object}`),
     slowDown: () => make("RateLimited", `${call.service} asks to slow down`),
     checksumMismatch: () => make("Unavailable", CHECKSUM_MISMATCH, undefined, true),
     aborted: () => make("Unavailable", "the request was aborted", undefined, false),
@@ -148,11 +149,9 @@ export const make = (service: CloudService, call: CloudCall, cause: unknown, sai
         case 412:
           return errors.preconditionFailed()
         case 404:
-          return make("NotFound", `no such ${service.object} (or no such ${service.bucket})`)
+          return make("NotFound", `no such ${object} (or no such ${bucket})`)
         case 409:
-          return call.createOnly
-            ? alreadyExists()
-            : make("Unknown", `the request conflicts with the ${service.object}'s state`, undefined, true)
+          return call.createOnly ? alreadyExists() : make("Unknown", `the request conflicts with the ${object}'s state`, undefined, true)
         case 416:
           return errors.rangeNotSatisfiable()
         case 429:
