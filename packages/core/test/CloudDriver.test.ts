@@ -7,7 +7,10 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import { BlobStoreError } from "../src/BlobStore.ts"
 import {
+  bucketCalls,
   bucketOptionsFromUrl,
   checkEndpointUrl,
   describeBucketLocation,
@@ -119,6 +122,48 @@ describe("makeFromSettings", () => {
         detail: "option 'size': must not be negative",
       })
       expect((yield* Effect.flip(open(11))).detail).toBe("too large for this store")
+    }),
+  )
+})
+
+describe("bucketCalls", () => {
+  const seen: Array<unknown> = []
+  const calls = bucketCalls("mystore", "root/", (cause, failed) => {
+    seen.push(failed)
+    return new BlobStoreError({ reason: "Unknown", driver: "mystore", operation: failed.operation, key: failed.key, detail: String(cause) })
+  })
+
+  it.effect("names objects under the prefix; a key that breaks the rules is InvalidKey", () =>
+    Effect.gen(function* () {
+      expect(yield* calls.objectName("get", "a/b")).toBe("root/a/b")
+      const error = yield* Effect.flip(calls.objectName("put", "../x"))
+      expect(error).toMatchObject({ reason: "InvalidKey", driver: "mystore", operation: "put", key: "../x" })
+    }),
+  )
+
+  it.live("a failed call goes through classify with the operation, the key and whether it was create-only", () =>
+    Effect.gen(function* () {
+      seen.length = 0
+      expect(yield* calls.call("head", "k", async () => 7)).toBe(7)
+      const error = yield* Effect.flip(calls.call("put", "k", () => Promise.reject(new Error("boom")), true))
+      expect(error.detail).toBe("Error: boom")
+      yield* Effect.flip(calls.call("list", undefined, () => Promise.reject(new Error("boom"))))
+      expect(seen).toEqual([
+        { operation: "put", key: "k", createOnly: true },
+        { operation: "list", key: undefined, createOnly: false },
+      ])
+    }),
+  )
+
+  it.live("an interrupted call aborts the SDK request", () =>
+    Effect.gen(function* () {
+      let aborted = false
+      const fiber = yield* Effect.forkChild(
+        calls.call("get", "k", (signal) => new Promise<never>(() => signal.addEventListener("abort", () => (aborted = true)))),
+      )
+      yield* Effect.sleep("10 millis")
+      yield* Fiber.interrupt(fiber)
+      expect(aborted).toBe(true)
     }),
   )
 })

@@ -34,7 +34,7 @@ import {
 } from "@azure/storage-blob"
 import {
   type BlobStore,
-  BlobStoreError,
+  type BlobStoreError,
   type Body,
   bodyParts,
   type Capabilities,
@@ -43,6 +43,7 @@ import {
   type ObjectInfo,
   type PutOptions,
 } from "@bendsave/core/BlobStore"
+import * as CloudDriver from "@bendsave/core/CloudDriver"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -123,16 +124,9 @@ export const makeAzureBlobStore = (settings: AzureSettings, tuning: AzureStoreTu
     const withMd5 = settings.uploadChecksum === "md5"
     const md5 = tuning.md5 ?? md5Of
 
-    const fail = (reason: BlobStoreError["reason"], operation: string, key: string | undefined, detail: string) =>
-      new BlobStoreError({ reason, driver: DRIVER, operation, key, detail })
-
-    const blob = (operation: string, key: string): Effect.Effect<BlockBlobClient, BlobStoreError> => {
-      const problem = keyProblem(key)
-      return problem === undefined ? Effect.succeed(container.getBlockBlobClient(prefix + key)) : Effect.fail(fail("InvalidKey", operation, key, problem))
-    }
-
-    const call = <A>(operation: string, key: string | undefined, run: (abortSignal: AbortSignal) => Promise<A>, createOnly = false) =>
-      Effect.tryPromise({ try: run, catch: (cause) => classifyError(cause, { ...baseContext, operation, key, createOnly }) })
+    const { fail, objectName, call } = CloudDriver.bucketCalls(DRIVER, prefix, (cause, failed) => classifyError(cause, { ...baseContext, ...failed }))
+    const blob = (operation: string, key: string): Effect.Effect<BlockBlobClient, BlobStoreError> =>
+      Effect.map(objectName(operation, key), (name) => container.getBlockBlobClient(name))
 
     const properties = (operation: string, key: string, client: BlockBlobClient) =>
       Effect.map(

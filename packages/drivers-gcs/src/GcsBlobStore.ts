@@ -29,7 +29,7 @@ import { Readable } from "node:stream"
 import { pipeline } from "node:stream/promises"
 import {
   type BlobStore,
-  BlobStoreError,
+  type BlobStoreError,
   type Body,
   type Capabilities,
   keyProblem,
@@ -37,6 +37,7 @@ import {
   type ObjectInfo,
   type PutOptions,
 } from "@bendsave/core/BlobStore"
+import * as CloudDriver from "@bendsave/core/CloudDriver"
 import { type Bucket, type File, Storage, type StorageOptions } from "@google-cloud/storage"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -115,16 +116,11 @@ export const makeGcsBlobStore = (
     const withMd5 = settings.uploadChecksum === "md5"
     const md5 = tuning.md5 ?? md5Of
 
-    const fail = (reason: BlobStoreError["reason"], operation: string, key: string | undefined, detail: string) =>
-      new BlobStoreError({ reason, driver: DRIVER, operation, key, detail })
-
-    const file = (operation: string, key: string): Effect.Effect<File, BlobStoreError> => {
-      const problem = keyProblem(key)
-      return problem === undefined ? Effect.succeed(bucket.file(prefix + key)) : Effect.fail(fail("InvalidKey", operation, key, problem))
-    }
-
-    const call = <A>(operation: string, key: string | undefined, run: (signal: AbortSignal) => Promise<A>, createOnly = false) =>
-      Effect.tryPromise({ try: run, catch: (cause) => classifyError(cause, { ...baseContext, operation, key, createOnly }) })
+    const { fail, objectName, call } = CloudDriver.bucketCalls(DRIVER, prefix, (cause, failed) =>
+      classifyError(cause, { ...baseContext, ...failed }),
+    )
+    const file = (operation: string, key: string): Effect.Effect<File, BlobStoreError> =>
+      Effect.map(objectName(operation, key), (name) => bucket.file(name))
 
     const metadata = (operation: string, key: string, f: File) =>
       Effect.map(

@@ -50,13 +50,14 @@ import {
 import { Upload } from "@aws-sdk/lib-storage"
 import {
   type BlobStore,
-  BlobStoreError,
+  type BlobStoreError,
   type Body,
   type Capabilities,
   keyProblem,
   type ObjectInfo,
   type PutOptions,
 } from "@bendsave/core/BlobStore"
+import * as CloudDriver from "@bendsave/core/CloudDriver"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -170,20 +171,9 @@ export const makeS3BlobStore = (settings: S3Settings, tuning: S3StoreTuning = {}
     const service = describeS3Service(settings)
     const location = describeS3Location(settings)
 
-    const fail = (reason: BlobStoreError["reason"], operation: string, key: string | undefined, detail: string) =>
-      new BlobStoreError({ reason, driver: DRIVER, operation, key, detail })
-
-    const checkKey = (operation: string, key: string): Effect.Effect<string, BlobStoreError> => {
-      const problem = keyProblem(key)
-      return problem === undefined ? Effect.succeed(prefix + key) : Effect.fail(fail("InvalidKey", operation, key, problem))
-    }
-
-    /** Runs one SDK call, aborted when the fiber is interrupted, with its errors classified. */
-    const call = <A>(operation: string, key: string | undefined, run: (signal: AbortSignal) => Promise<A>, createOnly = false) =>
-      Effect.tryPromise({
-        try: run,
-        catch: (cause) => classifyError(cause, { operation, key, bucket, service, region: settings.region, createOnly }),
-      })
+    const { fail, objectName, call } = CloudDriver.bucketCalls(DRIVER, prefix, (cause, failed) =>
+      classifyError(cause, { ...failed, bucket, service, region: settings.region }),
+    )
 
     const headObject = (operation: string, key: string, objectKey: string): Effect.Effect<ObjectInfo, BlobStoreError> =>
       lean !== undefined
@@ -206,10 +196,10 @@ export const makeS3BlobStore = (settings: S3Settings, tuning: S3StoreTuning = {}
             }),
           )
 
-    const head = (key: string) => Effect.flatMap(checkKey("head", key), (objectKey) => headObject("head", key, objectKey))
+    const head = (key: string) => Effect.flatMap(objectName("head", key), (objectKey) => headObject("head", key, objectKey))
 
     const get = (key: string) =>
-      Effect.flatMap(checkKey("get", key), (objectKey) =>
+      Effect.flatMap(objectName("get", key), (objectKey) =>
         call("get", key, async (abortSignal) => {
           if (lean !== undefined) {
             const { body } = await lean.get(objectKey, undefined, abortSignal)
@@ -224,7 +214,7 @@ export const makeS3BlobStore = (settings: S3Settings, tuning: S3StoreTuning = {}
 
     const getRange = (key: string, offset: number, length: number) =>
       Effect.gen(function* () {
-        const objectKey = yield* checkKey("getRange", key)
+        const objectKey = yield* objectName("getRange", key)
         if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
           return yield* rangeError(key, `offset and length must be non-negative integers (got ${offset}, ${length})`)
         }
@@ -260,7 +250,7 @@ export const makeS3BlobStore = (settings: S3Settings, tuning: S3StoreTuning = {}
     const getStream = (key: string): Stream.Stream<Uint8Array, BlobStoreError> =>
       Stream.unwrap(
         Effect.gen(function* () {
-          const objectKey = yield* checkKey("getStream", key)
+          const objectKey = yield* objectName("getStream", key)
           const res = yield* call("getStream", key, (abortSignal) =>
             client.send(new GetObjectCommand({ Bucket: bucket, Key: objectKey }), { abortSignal }),
           )
@@ -399,7 +389,7 @@ export const makeS3BlobStore = (settings: S3Settings, tuning: S3StoreTuning = {}
       })
 
     const put = (key: string, body: Body, options?: PutOptions) =>
-      Effect.flatMap(checkKey("put", key), (objectKey) =>
+      Effect.flatMap(objectName("put", key), (objectKey) =>
         body instanceof Uint8Array && body.length <= partSize
           ? putSingle(key, objectKey, body, options)
           : putMultipart(key, objectKey, body, options),
@@ -439,7 +429,7 @@ export const makeS3BlobStore = (settings: S3Settings, tuning: S3StoreTuning = {}
       )
 
     const remove = (key: string) =>
-      Effect.flatMap(checkKey("delete", key), (objectKey) =>
+      Effect.flatMap(objectName("delete", key), (objectKey) =>
         Effect.asVoid(
           call("delete", key, (abortSignal) => client.send(new DeleteObjectCommand({ Bucket: bucket, Key: objectKey }), { abortSignal })),
         ),
@@ -447,7 +437,7 @@ export const makeS3BlobStore = (settings: S3Settings, tuning: S3StoreTuning = {}
 
     const deleteMany = (keys: ReadonlyArray<string>) =>
       Effect.gen(function* () {
-        const objectKeys = yield* Effect.forEach(keys, (key) => checkKey("deleteMany", key))
+        const objectKeys = yield* Effect.forEach(keys, (key) => objectName("deleteMany", key))
         const unique = [...new Set(objectKeys)]
         const batches: Array<Array<string>> = []
         for (let i = 0; i < unique.length; i += 1000) batches.push(unique.slice(i, i + 1000))
@@ -529,8 +519,8 @@ export const makeS3BlobStore = (settings: S3Settings, tuning: S3StoreTuning = {}
 
     const copy = (from: string, to: string) =>
       Effect.gen(function* () {
-        const targetKey = yield* checkKey("copy", to)
-        const sourceKey = yield* checkKey("copy", from)
+        const targetKey = yield* objectName("copy", to)
+        const sourceKey = yield* objectName("copy", from)
         const source = yield* headObject("copy", from, sourceKey)
         if (source.size > copyThreshold) return yield* multipartCopy(from, to, sourceKey, targetKey, source.size)
         const res = yield* call("copy", to, (abortSignal) =>

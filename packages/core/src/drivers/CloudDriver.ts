@@ -10,7 +10,10 @@
  * - `invalidOption` and `makeFromSettings`: options resolve to settings in a
  *   plain function that throws `invalidOption(key, message)` for what cannot
  *   work; `makeFromSettings` turns that into the definition's `make`, with the
- *   error as an `InvalidConfig` BlobStoreError naming the option.
+ *   error as an `InvalidConfig` BlobStoreError naming the option;
+ * - `bucketCalls`: inside the store, the key check of every operation and the
+ *   SDK call (aborted on interruption) whose failure the driver's
+ *   `classifyError` maps.
  *
  * ```ts
  * import * as CloudDriver from "@bendsave/core/CloudDriver"
@@ -29,7 +32,7 @@
  */
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
-import { type BlobStore, BlobStoreError } from "../BlobStore.ts"
+import { type BlobStore, BlobStoreError, type BlobStoreErrorReason, keyProblem } from "../BlobStore.ts"
 import type { StorageDriverContext } from "../StorageDriver.ts"
 
 // ---------------------------------------------------------------------------
@@ -164,3 +167,48 @@ export const checkEndpointUrl = (value: string, example: string, key = "endpoint
 /** Where a store lives, for `location` and messages (never a secret): `scheme://bucket` or `scheme://bucket/prefix`. */
 export const describeBucketLocation = (scheme: string, bucket: string, prefix: string): string =>
   prefix === "" ? `${scheme}://${bucket}` : `${scheme}://${bucket}/${prefix.replace(/\/$/, "")}`
+
+// ---------------------------------------------------------------------------
+// Stores
+// ---------------------------------------------------------------------------
+
+/** The call a failure came from, for the driver's `classifyError` (which adds what it knows of the store). */
+export interface FailedCall {
+  readonly operation: string
+  readonly key: string | undefined
+  readonly createOnly: boolean
+}
+
+/** What a store over one bucket and key prefix does in every operation (see `bucketCalls`). */
+export interface BucketCalls {
+  /** An error the driver finds itself (no SDK error behind it). */
+  readonly fail: (reason: BlobStoreErrorReason, operation: string, key: string | undefined, detail: string) => BlobStoreError
+  /** The service's name of `key` (prefix + key), or InvalidKey when the key breaks the rules of `keyProblem`. */
+  readonly objectName: (operation: string, key: string) => Effect.Effect<string, BlobStoreError>
+  /**
+   * Runs one SDK call with a signal that aborts it when the fiber is
+   * interrupted; a failure goes through `classify` (a create-only put says so:
+   * a failed condition then means the object exists).
+   */
+  readonly call: <A>(
+    operation: string,
+    key: string | undefined,
+    run: (signal: AbortSignal) => Promise<A>,
+    createOnly?: boolean,
+  ) => Effect.Effect<A, BlobStoreError>
+}
+
+/** The key checks and SDK calls of a `driver` store whose objects are named `prefix` + key. */
+export const bucketCalls = (driver: string, prefix: string, classify: (cause: unknown, call: FailedCall) => BlobStoreError): BucketCalls => {
+  const fail = (reason: BlobStoreErrorReason, operation: string, key: string | undefined, detail: string) =>
+    new BlobStoreError({ reason, driver, operation, key, detail })
+  return {
+    fail,
+    objectName: (operation, key) => {
+      const problem = keyProblem(key)
+      return problem === undefined ? Effect.succeed(prefix + key) : Effect.fail(fail("InvalidKey", operation, key, problem))
+    },
+    call: (operation, key, run, createOnly = false) =>
+      Effect.tryPromise({ try: run, catch: (cause) => classify(cause, { operation, key, createOnly }) }),
+  }
+}
