@@ -7,23 +7,18 @@ import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { validateStorageDriver } from "@bendsave/core/StorageDriver"
-import { blobStoreConformance } from "@bendsave/core/testing"
+import { blobStoreConformance, openTestStore } from "@bendsave/core/testing"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
-import * as Scope from "effect/Scope"
 import { expect, it } from "vitest"
 import flatDirDriver from "../src/index.ts"
 
 blobStoreConformance("flatdir example plugin (conformance)", async () => {
   const dir = await mkdtemp(join(tmpdir(), "flatdir-"))
-  const scope = Effect.runSync(Scope.make())
-  const store = await Effect.runPromise(
-    Scope.provide(flatDirDriver.make!({ dir }, { source: "url", create: false, baseDir: dir, env: {} }), scope),
-  )
+  const { store, close } = await openTestStore(flatDirDriver.make!({ dir }, { source: "url", create: false, baseDir: dir, env: {} }))
   return {
     store,
     cleanup: async () => {
-      await Effect.runPromise(Scope.close(scope, Exit.void))
+      await close()
       await rm(dir, { recursive: true, force: true })
     },
   }
