@@ -98,7 +98,9 @@ export const describeError = (error: unknown): { tag: string; message: string; f
     const reason = (error as { reason?: unknown }).reason
     if (tag === "BlobStoreError" || tag === "MetaStoreError") {
       const hint =
-        reason === "PermissionDenied"
+        reason === "Unavailable" && message.includes("the request timed out")
+          ? "check that the service answers (endpoint, network); if it is only slow, allow each request more time with --request-timeout (e.g. --request-timeout 10m; 0 = no deadline)"
+          : reason === "PermissionDenied"
           ? "check the permissions of the path or the credentials"
           : reason === "NotFound"
             ? "check that the path exists"

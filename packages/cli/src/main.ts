@@ -45,6 +45,10 @@ import {
   listBackupIds,
   LocationError,
   type MetaEntry,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  formatDurationShort,
+  readDuration,
+  type DurationRule,
 } from "@bendsave/core"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
@@ -70,7 +74,6 @@ import {
   streamOf,
 } from "@bendsave/replicate"
 import { quickstart } from "./Quickstart.ts"
-import { formatDurationShort, parseDuration } from "./Duration.ts"
 import { describeError, formatBytes, makeProgressBar, table } from "./Render.ts"
 import { sqlVerb } from "./Sql.ts"
 
@@ -101,19 +104,43 @@ const driverSetting = GlobalFlag.Setting("driver")({
 })
 const limitUploadSetting = GlobalFlag.Setting("limit-upload")({ flag: rateFlag("limit-upload", "written to storage (uploads)") })
 const limitDownloadSetting = GlobalFlag.Setting("limit-download")({ flag: rateFlag("limit-download", "read from storage (downloads)") })
+const requestTimeoutSetting = GlobalFlag.Setting("request-timeout")({
+  flag: Flag.String("request-timeout").pipe(
+    Flag.withDescription(
+      `Abandon (and retry) a single storage request with no answer within this long (default ${formatDurationShort(DEFAULT_REQUEST_TIMEOUT_MS)}; e.g. 30s, 5m; 0 = no deadline)`,
+    ),
+    Flag.optional,
+  ),
+})
+/** The least --request-timeout other than 0 (a shorter deadline fails healthy requests). */
+const MIN_REQUEST_TIMEOUT_MS = 100
 
-/** Loads the --driver plugins and applies --limit-upload / --limit-download to every store the verb opens. */
+/** A duration flag's value (undefined when not given), or the DurationError that names the flag and a value that works. */
+const durationValue = (flag: string, value: Option.Option<string>, rule: DurationRule) =>
+  Effect.suspend(() => {
+    if (Option.isNone(value)) return Effect.succeed(undefined)
+    const ms = readDuration(`--${flag}`, value.value, rule)
+    return typeof ms === "number" ? Effect.succeed(ms) : Effect.fail(ms)
+  })
+
+/** Loads the --driver plugins and applies --limit-upload / --limit-download / --request-timeout to every store the verb opens. */
 const withStorageSettings = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.gen(function* () {
+    const timeout = yield* durationValue("request-timeout", yield* requestTimeoutSetting, {
+      example: "30s",
+      min: MIN_REQUEST_TIMEOUT_MS,
+      zero: "no deadline",
+    })
     for (const specifier of yield* driverSetting) yield* loadStorageDriver(specifier, process.cwd())
     const upload = yield* limitUploadSetting
     const download = yield* limitDownloadSetting
-    if (Option.isNone(upload) && Option.isNone(download)) return yield* effect
+    if (Option.isNone(upload) && Option.isNone(download) && timeout === undefined) return yield* effect
     const limits = yield* StorageLimits
     return yield* Effect.provideService(effect, StorageLimits, {
       ...limits,
       upload: Option.isSome(upload) ? makeRateLimiter(upload.value) : undefined,
       download: Option.isSome(download) ? makeRateLimiter(download.value) : undefined,
+      ...(timeout !== undefined ? { requestTimeoutMs: timeout === 0 ? undefined : timeout } : {}),
     })
   })
 
@@ -172,11 +199,7 @@ const backupCommand = Command.make(
     from: Flag.String("from").pipe(Flag.withDescription("Cluster file (TOML) of the cluster to back up")),
     to: Flag.String("to").pipe(Flag.withDescription("Repository: a path or URL (created on first use)")),
     checkpointInterval: Flag.String("checkpoint-interval").pipe(
-      Flag.withDescription("Save resumable progress into the repository at least this often (default 5s; e.g. 500ms, 30s, 2m)"),
-      Flag.filterMap(
-        (text) => Option.filter(Option.fromUndefinedOr(parseDuration(text)), (ms) => ms >= 10),
-        (text) => `'${text}' is not a duration of at least 10ms: write e.g. 5s, 500ms or 2m`,
-      ),
+      Flag.withDescription("Save resumable progress into the repository at least this often (default 5s; at least 10ms; e.g. 500ms, 30s, 2m)"),
       Flag.optional,
     ),
     json: jsonFlag,
@@ -190,11 +213,12 @@ const backupCommand = Command.make(
     return runVerb(
       json,
       Effect.gen(function* () {
+        const checkpointMs = yield* durationValue("checkpoint-interval", checkpointInterval, { example: "5s", min: 10 })
         const { cluster } = yield* loadCluster(from, false)
         const repo = yield* openRepositoryAt(to, { create: true })
         return yield* backup(cluster, repo, {
           onProgress: bar.active ? (p) => bar.draw({ label: p.phase === "files" ? "backup" : p.phase, ...p }) : undefined,
-          ...(Option.isSome(checkpointInterval) ? { checkpointIntervalMs: checkpointInterval.value } : {}),
+          ...(checkpointMs !== undefined ? { checkpointIntervalMs: checkpointMs } : {}),
           onResume: (r) =>
             say(
               `resuming backup ${r.backup_id} of cluster ${r.cluster} (started ${r.started_at}, last checkpoint ${r.checkpointed_at}): ` +
@@ -454,20 +478,6 @@ const policyNumber = (flag: string, value: Option.Option<string>) =>
     return Number(text)
   })
 
-const durationOption = (flag: string, value: Option.Option<string>, fallback: number | undefined, example: string) =>
-  Effect.gen(function* () {
-    if (Option.isNone(value)) return fallback
-    const ms = parseDuration(value.value)
-    if (ms === undefined) {
-      return yield* new VacuumError({
-        reason: "InvalidOption",
-        detail: `--${flag} '${value.value}' is not a duration`,
-        fix: `write a number with a unit: ${example} (units ms, s, m, h, d; 0 for none)`,
-      })
-    }
-    return ms
-  })
-
 const decisionRow = (action: string, d: VacuumResult["kept"][number]) => [
   action,
   d.backup_id,
@@ -541,8 +551,8 @@ const vacuumCommand = Command.make(
         }
         const problem = validatePolicy(policy)
         if (problem !== undefined) return yield* problem
-        const graceMs = yield* durationOption("grace", flags.grace, undefined, "--grace 1h, --grace 30m, --grace 0")
-        const waitMs = yield* durationOption("wait", flags.wait, undefined, "--wait 10m")
+        const graceMs = yield* durationValue("grace", flags.grace, { example: "1h", zero: "no grace period" })
+        const waitMs = yield* durationValue("wait", flags.wait, { example: "10m", zero: "failing at once" })
         const repo = yield* openRepositoryAt(flags.repository)
         return yield* vacuum(repo, Object.fromEntries(Object.entries(policy).filter(([, v]) => v !== undefined)), {
           dryRun: flags.dryRun,
@@ -843,19 +853,14 @@ const replicateCommand = Command.make(
       }
       let everyMs: number | undefined
       if (Option.isSome(flags.every)) {
-        const parsed = parseInterval(flags.every.value)
+        const parsed = parseInterval(flags.every.value, "--every")
         if (typeof parsed !== "number") return yield* parsed
         everyMs = parsed
         if (flags.dryRun) return yield* fail("--dry-run --every", "a dry run is one plan; it does not repeat", "drop --every (or --dry-run)")
       } else if (Option.isSome(flags.rounds)) {
         return yield* fail("--rounds", "--rounds counts the rounds of --every", "add --every <interval>, or drop --rounds")
       }
-      let waitMs = 0
-      if (Option.isSome(flags.wait)) {
-        const parsed = parseInterval(flags.wait.value)
-        if (typeof parsed !== "number") return yield* parsed
-        waitMs = parsed
-      }
+      const waitMs = (yield* durationValue("wait", flags.wait, { example: "10m", zero: "failing at once" })) ?? 0
       const sourceConfig = yield* loadClusterConfig(flags.from)
       const targetConfig = yield* loadClusterConfig(flags.to)
       const source = yield* openCluster(sourceConfig, { create: false })
@@ -1027,7 +1032,7 @@ const root = Command.make("bendsave").pipe(
     quickstartCommand,
     sqlCommand,
   ]),
-  Command.withGlobalFlags([driverSetting, limitUploadSetting, limitDownloadSetting]),
+  Command.withGlobalFlags([driverSetting, limitUploadSetting, limitDownloadSetting, requestTimeoutSetting]),
 )
 
 root.pipe(

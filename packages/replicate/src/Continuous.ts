@@ -10,49 +10,20 @@
  * stops: what landed is journaled, the status says "interrupted", the lease
  * is released, and the next run continues without copying it again.
  */
-import type { Cluster } from "@bendsave/core"
+import { type Cluster, type DurationError, readDuration } from "@bendsave/core"
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
-import * as Schema from "effect/Schema"
 import { acquireReplicationLease, type ReplicateOptions, type ReplicationRoundResult, runRound } from "./Replicate.ts"
 
-/** An interval the user wrote that is not one. */
-export class IntervalError extends Schema.TaggedError<IntervalError>()("IntervalError", {
-  input: Schema.String,
-  detail: Schema.String,
-  fix: Schema.String,
-}) {
-  override get message(): string {
-    return `'${this.input}': ${this.detail}`
-  }
-}
+/** The least time between the starts of two rounds. */
+export const MIN_INTERVAL_MS = 1000
 
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
-
-/** `5m`, `30s`, `1h30m`, `500ms`, `2d` in milliseconds. */
-export const parseInterval = (text: string): number | IntervalError => {
-  const trimmed = text.trim()
-  const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/gy
-  let total = 0
-  let at = 0
-  let match: RegExpExecArray | null
-  // biome-ignore lint/suspicious/noAssignInExpressions: the usual exec loop
-  while ((match = re.exec(trimmed)) !== null) {
-    total += Number(match[1]) * UNITS[match[2]]
-    at = re.lastIndex
-  }
-  if (trimmed === "" || at !== trimmed.length) {
-    return new IntervalError({
-      input: text,
-      detail: "not an interval",
-      fix: "write a number with a unit: 30s, 5m, 1h, 1h30m (units ms, s, m, h, d)",
-    })
-  }
-  if (total < 1000) {
-    return new IntervalError({ input: text, detail: "the interval is shorter than one second", fix: "use at least 1s (e.g. --every 30s)" })
-  }
-  return total
-}
+/**
+ * The interval of `--every`: a duration (core's `readDuration`: the syntax and
+ * errors of every duration bendsave reads) of at least a second.
+ */
+export const parseInterval = (text: string, option = "--every"): number | DurationError =>
+  readDuration(option, text, { min: MIN_INTERVAL_MS, example: "5m" })
 
 export interface ContinuousOptions extends ReplicateOptions {
   /** Time between round starts, ms. */
