@@ -5,8 +5,10 @@
  * conflicts between files and directories, chunked reads, the missing-root
  * error and the errno classification.
  */
+import { type ChildProcess, spawn } from "node:child_process"
+import { createHash } from "node:crypto"
 import * as fs from "node:fs/promises"
-import { tmpdir } from "node:os"
+import { hostname, tmpdir } from "node:os"
 import * as path from "node:path"
 import { afterEach, assert, beforeEach, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Result, Stream } from "effect"
@@ -37,6 +39,39 @@ const reasonOf = <A>(effect: Effect.Effect<A, BlobStoreError>) =>
 const bytes = (text: string) => new TextEncoder().encode(text)
 
 const injected = new BlobStoreError({ reason: "Unavailable", driver: "test", operation: "body", detail: "injected" })
+
+/**
+ * A separate process that opens an fs store at `root` and starts a put of
+ * `key` whose body never ends; resolves once its temp file exists.
+ */
+const startWriter = async (root: string, key: string): Promise<{ child: ChildProcess; temp: string }> => {
+  const source = new URL("../src/drivers/FsBlobStore.ts", import.meta.url).href
+  const script = `
+    import { Effect, Stream } from "effect"
+    import { makeFsBlobStore } from ${JSON.stringify(source)}
+    setInterval(() => {}, 1000) // the put waits forever: keep the process alive
+    const store = await Effect.runPromise(makeFsBlobStore(${JSON.stringify(root)}))
+    await Effect.runPromise(store.put(${JSON.stringify(key)}, Stream.concat(Stream.make(new Uint8Array(10)), Stream.never)))
+  `
+  const child = spawn(process.execPath, ["--input-type=module", "-e", script], { cwd: import.meta.dirname, stdio: "ignore" })
+  const dir = path.join(root, path.dirname(key))
+  const prefix = `.${path.basename(key)}.tmp-`
+  for (let i = 0; i < 600; i++) {
+    const found = (await fs.readdir(dir).catch(() => [] as Array<string>)).find((n) => n.startsWith(prefix))
+    if (found !== undefined) return { child, temp: `${path.dirname(key)}/${found}` }
+    await new Promise((resolve) => setTimeout(resolve, 25))
+  }
+  child.kill("SIGKILL")
+  throw new Error(`the writer process did not start its put of ${key}`)
+}
+
+/** SIGKILLs a writer and waits until it is gone. */
+const killWriter = (child: ChildProcess): Promise<void> =>
+  new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve()
+    child.once("exit", () => resolve())
+    child.kill("SIGKILL")
+  })
 
 describe("FsBlobStore", () => {
   let base = ""
@@ -122,6 +157,50 @@ describe("FsBlobStore", () => {
       assert.match(seen[0], /^dir\/\.slow\.tmp-[0-9a-f]{16}$/)
       yield* Fiber.interrupt(fiber)
       assert.deepStrictEqual(yield* Effect.promise(() => filesUnder(root)), [])
+    }),
+  )
+
+  it.live("sweepLeftovers removes the temp files of a SIGKILLed writer, never those of a live writer or of this process's puts", () =>
+    Effect.gen(function* () {
+      const store = yield* makeFsBlobStore(root)
+      // Two real writer processes, each in the middle of a put that never ends.
+      const killed = yield* Effect.promise(() => startWriter(root, "a/killed"))
+      const live = yield* Effect.promise(() => startWriter(root, "a/live"))
+      try {
+        yield* Effect.promise(() => killWriter(killed.child))
+        // This process's own put in flight, its temp file made to look old.
+        const own = yield* Effect.forkChild(store.put("b/own", Stream.concat(Stream.make(bytes("x")), Stream.never)))
+        let ownTemp: string | undefined
+        for (let i = 0; i < 500 && ownTemp === undefined; i++) {
+          yield* Effect.sleep(5)
+          ownTemp = (yield* Effect.promise(() => filesUnder(root))).find((f) => f.startsWith("b/"))
+        }
+        assert.isDefined(ownTemp)
+        const old = new Date(Date.now() - 2 * 3600_000)
+        yield* Effect.promise(() => fs.utimes(path.join(root, ownTemp!), old, old))
+        // Leftovers of writers this process cannot ask: another host's (fresh, and two hours old).
+        const thisHost = createHash("sha256").update(hostname()).digest("hex").slice(0, 4)
+        const otherHost = thisHost === "ffff" ? "fffe" : "ffff"
+        yield* Effect.promise(async () => {
+          await fs.mkdir(path.join(root, "c"))
+          await fs.writeFile(path.join(root, `c/.fresh.tmp-${otherHost}000001000001`), "x")
+          await fs.writeFile(path.join(root, `c/.old.tmp-${otherHost}000001000002`), "x")
+          await fs.utimes(path.join(root, `c/.old.tmp-${otherHost}000001000002`), old, old)
+          // This host and this pid, but not a put of this process: an earlier process that had our pid.
+          const earlier = `c/.earlier.tmp-${thisHost}${(process.pid & 0xffffff).toString(16).padStart(6, "0")}000003`
+          await fs.writeFile(path.join(root, earlier), "x")
+          await fs.utimes(path.join(root, earlier), old, old)
+        })
+        assert.strictEqual(yield* store.sweepLeftovers!(), 3)
+        assert.deepStrictEqual(yield* Effect.promise(() => filesUnder(root)), [live.temp, ownTemp!, `c/.fresh.tmp-${otherHost}000001000001`].sort())
+        yield* Fiber.interrupt(own)
+        yield* Effect.promise(() => killWriter(live.child))
+        assert.strictEqual(yield* store.sweepLeftovers!(), 1)
+        assert.deepStrictEqual(yield* Effect.promise(() => filesUnder(root)), [`c/.fresh.tmp-${otherHost}000001000001`])
+      } finally {
+        killed.child.kill("SIGKILL")
+        live.child.kill("SIGKILL")
+      }
     }),
   )
 

@@ -19,9 +19,10 @@
  * previous file or the whole new one. A process killed mid-write leaves its
  * temp file; the name carries a tag of the host and the writer's pid
  * (`.<name>.tmp-<host 4 hex><pid 6 hex><counter 6 hex>`), and
- * `sweepLeftovers` removes those whose writer is dead (or that are older than
- * an hour when written from another host). Create-only puts need a file system
- * with hard links.
+ * `sweepLeftovers` removes those that no live writer can still be writing:
+ * written on this host by a pid that no longer runs, or not modified for an
+ * hour (a writer on another host, or a pid reused since); never one this
+ * process is writing. Create-only puts need a file system with hard links.
  *
  * # Listing
  * `list` walks the tree lazily, one directory at a time, ordering each
@@ -40,7 +41,7 @@
  */
 import { Buffer } from "node:buffer"
 import { createHash, randomBytes } from "node:crypto"
-import type { BigIntStats, Dirent } from "node:fs"
+import type { BigIntStats, Dir, Dirent } from "node:fs"
 import {
   close as closeFd,
   constants as fsConstants,
@@ -57,6 +58,7 @@ import * as path from "node:path"
 import { promisify } from "node:util"
 import type * as Arr from "effect/Array"
 import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Stream from "effect/Stream"
@@ -95,47 +97,68 @@ const tempName = (basename: string): string => {
   tempCounter = (tempCounter + 1) & 0xffffff
   return `.${basename}.tmp-${tempPrefix}${tempCounter.toString(16).padStart(6, "0")}`
 }
-/** A temp file of another host (or of an unknown writer) is left alone for this long. */
-const foreignTempAgeMs = 60 * 60 * 1000
+/** Temp files this process is writing now (absolute paths): a sweep never removes them. */
+const ownTemps = new Set<string>()
+/**
+ * A temp file not modified for this long is a leftover whoever wrote it: a live
+ * writer writes its body without pause and renames it right after the fsync.
+ */
+export const STALE_TEMP_AGE_MS = 60 * 60 * 1000
 
-/** Whether the writer of a temp file is surely gone: a dead pid of this host, or older than an hour. */
+/** Whether process `pid` of this host is gone (EPERM: it runs, as another user). */
+const pidGone = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return false
+  } catch (cause) {
+    return errnoCode(cause) === "ESRCH"
+  }
+}
+
+/**
+ * Whether no live writer can still be writing the temp file `name`: written on
+ * this host by a pid (not ours) that no longer runs, or not modified for
+ * `STALE_TEMP_AGE_MS` (another host's writer, a reused pid, our own pid from
+ * an earlier process, an unknown tag).
+ */
 const tempIsStale = (name: string, mtimeMs: number, now: number): boolean => {
   const tag = name.slice(-16)
   if (tag.slice(0, 4) === hostTag) {
     const pid = Number.parseInt(tag.slice(4, 10), 16)
-    if (pid <= 0 || pid === (process.pid & 0xffffff)) return pid <= 0 && now - mtimeMs > foreignTempAgeMs
-    try {
-      process.kill(pid, 0)
-      return false
-    } catch (cause) {
-      if (errnoCode(cause) === "ESRCH") return true
-    }
+    if (pid > 0 && pid !== (process.pid & 0xffffff) && pidGone(pid)) return true
   }
-  return now - mtimeMs > foreignTempAgeMs
+  return now - mtimeMs > STALE_TEMP_AGE_MS
 }
 
-/** Removes stale temp files under `root` (see `tempIsStale`); returns how many. */
+/**
+ * Removes stale temp files under `root` (see `tempIsStale`); returns how many.
+ * Directories are read as streams (memory stays flat for a directory of
+ * millions of blocks); symlinks are never followed.
+ */
 const sweepTempFiles = async (root: string): Promise<number> => {
   let removed = 0
-  const now = Date.now()
   const visit = async (dir: string): Promise<void> => {
-    let entries: Array<Dirent>
+    let handle: Dir
     try {
-      entries = await fs.readdir(dir, { withFileTypes: true })
+      handle = await fs.opendir(dir, { bufferSize: 256 })
     } catch {
       return
     }
-    for (const entry of entries) {
+    const subdirectories: Array<string> = []
+    for await (const entry of handle) {
       const full = path.join(dir, entry.name)
-      if (entry.isDirectory()) await visit(full)
-      else if (entry.isFile() && tempNamePattern.test(entry.name)) {
+      if (entry.isDirectory()) subdirectories.push(full)
+      else if (entry.isFile() && tempNamePattern.test(entry.name) && !ownTemps.has(full)) {
         const stats = await fs.lstat(full).catch(() => undefined)
-        if (stats !== undefined && tempIsStale(entry.name, stats.mtimeMs, now)) {
-          await fs.rm(full, { force: true })
-          removed++
+        if (stats !== undefined && stats.isFile() && tempIsStale(entry.name, stats.mtimeMs, Date.now())) {
+          await fs.unlink(full).then(
+            () => removed++,
+            () => undefined,
+          )
         }
       }
     }
+    for (const sub of subdirectories) await visit(sub)
   }
   await visit(root)
   return removed
@@ -322,6 +345,12 @@ const inDirectory = async <A>(dir: string, step: () => Promise<A>): Promise<A> =
 
 /** Removes a temp file, ignoring errors (it may never have been created). */
 const removeQuietly = (file: string): Effect.Effect<void> => Effect.promise(() => fs.unlink(file).catch(() => undefined))
+
+/** After a put or copy: its temp file is no longer ours; a failed or interrupted one removes it (a successful one moved it). */
+const settleTemp = (temp: string, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
+  ownTemps.delete(temp)
+  return exit._tag === "Failure" ? removeQuietly(temp) : Effect.void
+}
 
 const closeQuietly = (handle: fs.FileHandle): Effect.Effect<void> => Effect.promise(() => handle.close().catch(() => undefined))
 
@@ -719,12 +748,13 @@ export const makeFsBlobStore = Effect.fnUntraced(function* (
       const file = yield* resolveKey("put", key)
       const dir = path.dirname(file)
       const temp = path.join(dir, tempName(path.basename(file)))
+      ownTemps.add(temp)
       return yield* Effect.gen(function* () {
         // The temp file's open creates the directories when they are missing (inDirectory).
         const stats = yield* writeTemp(key, dir, temp, body)
         yield* commit("put", key, temp, file, options?.ifNotExists === true)
         return objectInfo(key, stats)
-      }).pipe(Effect.onError(() => removeQuietly(temp)))
+      }).pipe(Effect.onExit((exit) => settleTemp(temp, exit)))
     })
 
   const head = (key: string) =>
@@ -791,6 +821,7 @@ export const makeFsBlobStore = Effect.fnUntraced(function* (
       if (!sourceStats.isFile()) return yield* notFound("copy", from)
       const dir = path.dirname(file)
       const temp = path.join(dir, tempName(path.basename(file)))
+      ownTemps.add(temp)
       return yield* Effect.gen(function* () {
         yield* attempt({ operation: "copy", key: to, access: "write" }, () => makeDirectories(dir))
         yield* attempt({ operation: "copy", key: from }, () => inDirectory(dir, () => fs.copyFile(source, temp, fsConstants.COPYFILE_EXCL)))
@@ -805,7 +836,7 @@ export const makeFsBlobStore = Effect.fnUntraced(function* (
         })
         yield* commit("copy", to, temp, file, false)
         return objectInfo(to, stats)
-      }).pipe(Effect.onError(() => removeQuietly(temp)))
+      }).pipe(Effect.onExit((exit) => settleTemp(temp, exit)))
     })
 
   return {
