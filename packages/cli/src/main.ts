@@ -237,6 +237,7 @@ const backupCommand = Command.make(
           `  read:     ${formatBytes(r.bytes_read)}`,
           `  uploaded: ${r.blocks_uploaded} blocks, ${formatBytes(r.bytes_uploaded)} (${r.blocks_deduplicated} blocks already stored)`,
           `  meta:     ${r.meta_keys} keys at revision ${r.meta_revision}`,
+          ...(r.temp_files_removed > 0 ? [`  cleaned:  ${r.temp_files_removed} temp files that interrupted runs had left in the repository`] : []),
           `  took:     ${(r.duration_ms / 1000).toFixed(1)}s`,
         ].join("\n"),
     )
@@ -510,6 +511,7 @@ const renderVacuum = (r: VacuumResult): string => {
   }
   if (s.reason !== undefined) lines.push(`  ${s.status === "planned" ? "note" : s.status.toUpperCase()}: ${s.reason}`)
   for (const d of s.deferred) lines.push(`  kept for now: ${d.blocks} blocks (${formatBytes(d.bytes)}): ${d.reason}`)
+  if (r.temp_files_removed > 0) lines.push(`  removed ${r.temp_files_removed} temp files that interrupted runs had left in the repository`)
   lines.push(
     `  read: ${s.manifests_read} manifests, ${s.checkpoints_read} checkpoints, ${s.pages_read} file pages (no file data); grace ${formatDurationShort(r.grace_ms)}; took ${(r.duration_ms / 1000).toFixed(1)}s`,
   )

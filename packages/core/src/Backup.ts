@@ -71,7 +71,16 @@ import {
   readFilePage,
   storeFilePage,
 } from "./Pages.ts"
-import { BLOCK_SIZE, commitManifest, hasBlock, manifestKey, putBlock, type Repository, readManifest } from "./Repository.ts"
+import {
+  BLOCK_SIZE,
+  commitManifest,
+  hasBlock,
+  manifestKey,
+  putBlock,
+  type Repository,
+  readManifest,
+  sweepRepositoryLeftovers,
+} from "./Repository.ts"
 import { TOOL_VERSION } from "./Version.ts"
 
 /** Storage keys under this prefix belong to bendsave itself and are never backed up. */
@@ -169,6 +178,8 @@ export interface BackupResult {
   readonly files_resumed: number
   /** Checkpoints this run wrote. */
   readonly checkpoints_written: number
+  /** Temp files that killed writers had left in the repository, removed by this run (fs repositories). */
+  readonly temp_files_removed: number
 }
 
 const PERMIT_BYTES = 64 * 1024
@@ -196,8 +207,11 @@ export const backup = (cluster: Cluster, repo: Repository, options: BackupOption
         details: { cluster: cluster.name },
       })
       yield* Effect.addFinalizer(() => Effect.sync(() => markLeaseEnded(lease.key)))
+      // Temp files of killed writers (fs) go while the backup runs; they are never referenced, so this is outside the GC protocol.
+      const sweep = yield* Effect.forkScoped(sweepRepositoryLeftovers(repo))
       yield* waitWhileSweeping(repo.store, options.onVacuumWait ? { onWait: options.onVacuumWait } : {})
-      return yield* backupUnderLease(cluster, repo, options, lease)
+      const result = yield* backupUnderLease(cluster, repo, options, lease)
+      return { ...result, temp_files_removed: yield* Fiber.join(sweep) } satisfies BackupResult
     }),
   )
 
@@ -773,7 +787,7 @@ const backupUnderLease = Effect.fn("Backup.run")(function* (cluster: Cluster, re
   }
   yield* repo.store.delete(key).pipe(Effect.ignore)
 
-  const result: BackupResult = {
+  const result: Omit<BackupResult, "temp_files_removed"> = {
     backup_id: finalId,
     manifest: manifestLocation(repo, finalId),
     parent_backup_id: parentId === "" ? null : parentId,

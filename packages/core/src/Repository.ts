@@ -312,4 +312,14 @@ export const getBlock = Effect.fn("Repository.getBlock")(function* (repo: Reposi
   return hashed
 })
 
+/**
+ * Removes what interrupted writes of dead processes left in the repository
+ * (the fs driver's temp files; see `BlobStore.sweepLeftovers`) and returns how
+ * many; 0 for stores that leave nothing. Never fails: leftovers are only
+ * clutter (nothing references them), so a sweep that cannot finish is retried
+ * by the next backup or vacuum.
+ */
+export const sweepRepositoryLeftovers = (repo: Repository): Effect.Effect<number> =>
+  repo.store.sweepLeftovers === undefined ? Effect.succeed(0) : repo.store.sweepLeftovers().pipe(Effect.orElseSucceed(() => 0))
+
 export { BlobStoreError }

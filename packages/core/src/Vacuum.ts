@@ -24,6 +24,7 @@
 import { fromBinary } from "@bufbuild/protobuf"
 import { timestampMs } from "@bufbuild/protobuf/wkt"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import type { BlobStoreError } from "./BlobStore.ts"
@@ -43,7 +44,7 @@ import {
 import { type BackupManifest, BackupManifestSchema, backupIdTime, KNOWN_FEATURES, type PageRef, READER_VERSION } from "./Manifest.ts"
 import { readFilePage } from "./Pages.ts"
 import { EXPIRING_PHASE, listPins } from "./Pins.ts"
-import { DATA_PREFIX, listBackupIds, manifestKey, type Repository, readManifest } from "./Repository.ts"
+import { DATA_PREFIX, listBackupIds, manifestKey, type Repository, readManifest, sweepRepositoryLeftovers } from "./Repository.ts"
 
 // ---------------------------------------------------------------------------
 // Policy
@@ -361,6 +362,8 @@ export interface VacuumResult {
   readonly damaged: ReadonlyArray<{ readonly backup_id: string; readonly problem: string }>
   readonly manifests_deleted: number
   readonly sweep: SweepResult
+  /** Temp files that killed writers had left in the repository (fs), removed by this run (0 in a dry run). */
+  readonly temp_files_removed: number
   readonly duration_ms: number
 }
 
@@ -498,6 +501,8 @@ const runVacuum = Effect.fnUntraced(function* (
   const startedAt = Date.now()
   const now = clock()
   const report = options.onProgress ?? (() => {})
+  // Temp files of killed writers (fs) are never referenced: they go beside the rest, outside the GC protocol.
+  const leftovers = lease === undefined ? undefined : yield* Effect.forkScoped(sweepRepositoryLeftovers(repo))
 
   // 1. Plan.
   const { backups, damaged } = yield* readBackups(repo, report)
@@ -551,6 +556,7 @@ const runVacuum = Effect.fnUntraced(function* (
     damaged,
     manifests_deleted: manifestsDeleted,
     sweep,
+    temp_files_removed: leftovers === undefined ? 0 : yield* Fiber.join(leftovers),
     duration_ms: Date.now() - startedAt,
   } satisfies VacuumResult
 })

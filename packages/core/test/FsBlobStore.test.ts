@@ -192,7 +192,10 @@ describe("FsBlobStore", () => {
           await fs.utimes(path.join(root, earlier), old, old)
         })
         assert.strictEqual(yield* store.sweepLeftovers!(), 3)
-        assert.deepStrictEqual(yield* Effect.promise(() => filesUnder(root)), [live.temp, ownTemp!, `c/.fresh.tmp-${otherHost}000001000001`].sort())
+        assert.deepStrictEqual(
+          yield* Effect.promise(() => filesUnder(root)),
+          [live.temp, ownTemp!, `c/.fresh.tmp-${otherHost}000001000001`].sort(),
+        )
         yield* Fiber.interrupt(own)
         yield* Effect.promise(() => killWriter(live.child))
         assert.strictEqual(yield* store.sweepLeftovers!(), 1)
