@@ -242,9 +242,50 @@ describe("bendsave sql: syntax errors and input errors", () => {
     expect(JSON.parse(missingJson.stdout).error.tag).toBe("SqlInputError")
   })
 
+  it("statements that begin with a -- comment after -e; -f - reads stdin; flags in any order; --json before sql", async () => {
+    const script = "-- nightly check\nATTACH CLUSTER 'prod.toml' AS prod; -- the cluster\nSHOW DATABASES"
+    const forms: ReadonlyArray<ReadonlyArray<string>> = [
+      ["sql", "-e", script],
+      ["sql", "--execute", script],
+      ["sql", `-e=${script}`],
+      ["sql", `--execute=${script}`],
+      ["sql", "--continue-on-error", "-e", script],
+      ["sql", "-e", script, "--continue-on-error"],
+    ]
+    for (const args of forms) {
+      const r = await bendsave(args, { cwd: dir })
+      expect(r.code, describeRun(r)).toBe(0)
+      expect(r.stdout, describeRun(r)).toContain("attached cluster prod")
+    }
+    for (const args of [
+      ["sql", "--json", "-e", script],
+      ["sql", "-e", script, "--json"],
+      ["--json", "sql", "-e", script],
+      ["sql", "--json", "-f", "-"],
+    ]) {
+      const r = await bendsave(args, { cwd: dir, input: script })
+      expect(r.code, describeRun(r)).toBe(0)
+      expect(
+        jsonArray(r).map((o) => [o.ok, o.line]),
+        describeRun(r),
+      ).toEqual([
+        [true, 2],
+        [true, 3],
+      ])
+    }
+    // A value that is only a flag-like word stays a usage error, with a fix that says how to pass such text.
+    const bare = await bendsave(["sql", "-e", "--nightly"], { cwd: dir })
+    expect(bare.code).toBe(1)
+    expect(bare.stderr).toContain("-e='-- ...'")
+    const directory = await bendsave(["sql", "-f", dir], { cwd: dir })
+    expect(directory.code).toBe(1)
+    expect(directory.stderr).toContain(`cannot read the script ${dir}: it is a directory`)
+  })
+
   it("an empty script succeeds and prints nothing ([] with --json)", async () => {
     const r = expectOk(await bendsave(["sql"], { cwd: dir, input: "-- nothing to do\n;" }))
     expect(r.stdout).toBe("")
+    expect(r.stderr).toContain("no statements to run")
     expect(jsonArray(expectOk(await bendsave(["sql", "--json"], { cwd: dir, input: "" })))).toEqual([])
   })
 })

@@ -95,19 +95,29 @@ const readScript = (options: SqlVerbOptions) =>
       })
     }
     if (options.execute !== undefined) return { source: options.execute, name: "", baseDir: process.cwd() }
-    if (options.file !== undefined) {
+    if (options.file !== undefined && options.file !== "-") {
       const path = resolve(options.file)
       const source = yield* Effect.tryPromise({
         try: () => readFile(path, "utf8"),
-        catch: (cause) =>
-          new SqlInputError({
-            detail: `cannot read the script ${path}: ${(cause as NodeJS.ErrnoException).code === "ENOENT" ? "it does not exist" : String(cause)}`,
-            fix: "check the path given to -f",
-          }),
+        catch: (cause) => {
+          const code = (cause as NodeJS.ErrnoException).code
+          return new SqlInputError({
+            detail: `cannot read the script ${path}: ${
+              code === "ENOENT"
+                ? "it does not exist"
+                : code === "EISDIR"
+                  ? "it is a directory"
+                  : code === "EACCES" || code === "EPERM"
+                    ? "permission denied"
+                    : String((cause as Error).message ?? cause)
+            }`,
+            fix: code === "EACCES" || code === "EPERM" ? "make the file readable, or pipe it: bendsave sql < script.sql" : "check the path given to -f (-f - reads stdin)",
+          })
+        },
       })
       return { source, name: options.file, baseDir: dirname(path) }
     }
-    if (process.stdin.isTTY === true) {
+    if (process.stdin.isTTY === true && options.file === undefined) {
       return yield* new SqlInputError({
         detail: "no statements: give them with -e, a script with -f, or pipe them on stdin",
         fix: "bendsave sql -e \"SHOW BACKUPS IN './backups'\" or bendsave sql -f script.sql",
@@ -145,6 +155,9 @@ export const sqlVerb = (options: SqlVerbOptions) =>
       return false
     }
     const total = parsed.statements.length
+    if (total === 0 && !options.json) {
+      yield* Console.error(`bendsave: no statements to run (the ${name === "" ? "-e text" : `script ${name}`} holds only comments or blank lines)`)
+    }
     let printed = 0
     const bar = makeProgressBar(!options.json)
     const outcomes = yield* Effect.scoped(

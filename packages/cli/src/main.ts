@@ -75,6 +75,7 @@ import {
 } from "@bendsave/replicate"
 import { quickstart } from "./Quickstart.ts"
 import { describeError, formatBytes, makeProgressBar, table } from "./Render.ts"
+import { normalizeArgs } from "./Argv.ts"
 import { sqlVerb } from "./Sql.ts"
 
 // The etcd meta driver: a chunk of the bundle of its own, loaded only when a cluster file names etcd.
@@ -1012,33 +1013,36 @@ const presenter = CliOutput.layerPresenter({
   present: (event) => {
     if (event._tag !== "InvalidInvocation") return CliOutput.defaultPresenter.present(event)
     const message = event.errors.map((e) => e.message).join("; ")
-    const fix = `run \`${event.commandPath.join(" ")} --help\` to see the flags and arguments`
+    const fix = message.includes("Missing value for flag --execute")
+      ? "give the statements after -e in quotes; statements that begin with '-' (a -- comment) are written -e='-- ...', or put them in a script (-f script.sql, or -f - for stdin)"
+      : `run \`${event.commandPath.join(" ")} --help\` to see the flags and arguments`
     return process.argv.includes("--json")
       ? Console.log(JSON.stringify({ error: { tag: "UsageError", message, fix } }))
       : Effect.andThen(Console.error(`bendsave: error: ${message}`), Console.error(`  fix: ${fix}`))
   },
 })
 
+const commands = [
+  backupCommand,
+  listCommand,
+  abandonCommand,
+  restoreCommand,
+  verifyCommand,
+  vacuumCommand,
+  tagCommand,
+  replicateCommand,
+  metaCommand,
+  quickstartCommand,
+  sqlCommand,
+] as const
+
 const root = Command.make("bendsave").pipe(
   Command.withDescription("Disaster recovery for data clusters: backup, list, verify, restore, vacuum, replicate and SQL statements"),
-  Command.withSubcommands([
-    backupCommand,
-    listCommand,
-    abandonCommand,
-    restoreCommand,
-    verifyCommand,
-    vacuumCommand,
-    tagCommand,
-    replicateCommand,
-    metaCommand,
-    quickstartCommand,
-    sqlCommand,
-  ]),
+  Command.withSubcommands(commands),
   Command.withGlobalFlags([driverSetting, limitUploadSetting, limitDownloadSetting, requestTimeoutSetting]),
 )
 
-root.pipe(
-  Command.run({ version: TOOL_VERSION }),
+Command.runWith(root, { version: TOOL_VERSION })(normalizeArgs(process.argv.slice(2), new Set(commands.map((c) => c.name)))).pipe(
   Effect.catchTag("Reported", () => Effect.sync(() => { process.exitCode = 1 })),
   Effect.provide(presenter),
   Effect.provide(NodeServices.layer),
