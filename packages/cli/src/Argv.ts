@@ -8,6 +8,9 @@
  *   takes `-- nightly ...` for a flag. Text after `-e`/`--execute` that
  *   begins with `-` and contains white space cannot be a flag (flag names
  *   have none), so it is passed as the flag's value (`--execute=<text>`).
+ * - `--read-data 10` (verify): the flag's value is optional (`--read-data`
+ *   alone means 100), so a parser takes `10` for the repository argument; a
+ *   whole number right after it is its value (`--read-data=10`).
  * - `--json` before the command (`bendsave --json list ./backups`): it is a
  *   flag of every command, so it moves behind the command.
  *
@@ -30,6 +33,9 @@ export const normalizeArgs = (args: ReadonlyArray<string>, commands: ReadonlySet
     const next = head[i + 1]
     if (STATEMENT_FLAGS.has(arg) && next !== undefined && isValueNotFlag(next)) {
       out.push(`--execute=${next}`)
+      i++
+    } else if (arg === "--read-data" && next !== undefined && /^\d+$/.test(next)) {
+      out.push(`--read-data=${next}`)
       i++
     } else {
       out.push(arg)

@@ -5,9 +5,10 @@
  * lists and verifies the backups, restores the latest into a fresh cluster and
  * checks that it is identical, narrating each step.
  */
-import { mkdir, readdir, rm, stat, writeFile } from "node:fs/promises"
+import { readdir, rm, stat, writeFile } from "node:fs/promises"
 import { join, resolve } from "node:path"
 import {
+  makeDirectoryTree,
   backup,
   compareBytes,
   displayKey,
@@ -75,8 +76,34 @@ export const quickstart = (dirArg: string, options: { readonly narrate: boolean 
     const say = (text: string) => (options.narrate ? Console.log(text) : Effect.void)
     const dir = resolve(dirArg)
 
+    /** A step on the working directory; a failure names the directory and what went wrong. */
+    const inDir = <A>(what: string, run: () => Promise<A>) =>
+      Effect.tryPromise({
+        try: run,
+        catch: (cause) => {
+          const e = cause as NodeJS.ErrnoException
+          const why =
+            e.code === "ENOTDIR" || e.code === "EEXIST"
+              ? `${(e as { path?: string }).path ?? dir} is a file, not a directory`
+              : e.code === "EACCES" || e.code === "EPERM" || e.code === "EROFS"
+                ? "permission denied"
+                : e.code === "ENOENT"
+                  ? "a directory cannot be created there"
+                  : e.code === "ENOSPC"
+                    ? "no space left on the device"
+                    : (e.message ?? String(cause))
+          return new QuickstartError({ detail: `cannot ${what} ${dir}: ${why}`, fix: "pass --dir <a new directory in a place you may write to>" })
+        },
+      })
+
     // A fresh working directory (only ever wiping one that quickstart made).
-    const existing = yield* Effect.promise(() => readdir(dir).catch(() => [] as Array<string>))
+    const existing = yield* inDir("use", () =>
+      readdir(dir).catch((cause: NodeJS.ErrnoException) => {
+        // Missing, or a file in the way (which creating the directory names).
+        if (cause.code === "ENOENT" || cause.code === "ENOTDIR") return [] as Array<string>
+        throw cause
+      }),
+    )
     if (existing.length > 0) {
       const ours = yield* Effect.promise(() => stat(join(dir, MARKER)).then(() => true, () => false))
       if (!ours) {
@@ -85,12 +112,14 @@ export const quickstart = (dirArg: string, options: { readonly narrate: boolean 
           fix: "pass --dir <new directory>",
         })
       }
-      yield* Effect.promise(() => rm(dir, { recursive: true, force: true }))
+      yield* inDir("clear", () => rm(dir, { recursive: true, force: true }))
     }
-    yield* Effect.promise(() => mkdir(dir, { recursive: true }))
-    yield* Effect.promise(() => writeFile(join(dir, MARKER), "made by `bendsave quickstart`; safe to delete\n"))
-    yield* Effect.promise(() => writeFile(join(dir, "prod.toml"), clusterToml("prod")))
-    yield* Effect.promise(() => writeFile(join(dir, "restored.toml"), clusterToml("restored")))
+    yield* inDir("create", () => makeDirectoryTree(dir))
+    yield* inDir("write into", async () => {
+      await writeFile(join(dir, MARKER), "made by `bendsave quickstart`; safe to delete\n")
+      await writeFile(join(dir, "prod.toml"), clusterToml("prod"))
+      await writeFile(join(dir, "restored.toml"), clusterToml("restored"))
+    })
     const repoPath = join(dir, "repo")
 
     // 1. The sample cluster.

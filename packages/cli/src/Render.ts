@@ -106,7 +106,9 @@ export const describeError = (error: unknown): { tag: string; message: string; f
             ? "check that the path exists"
             : reason === "Unavailable" || reason === "RateLimited"
               ? "the service is busy or unreachable; try again"
-              : undefined
+              : reason === "InvalidConfig" && tag === "BlobStoreError"
+                ? "check the storage settings: the repository URL's options (?endpoint=...&region=...) or the [storage] section of the cluster file (README: 'Cloud storage')"
+                : undefined
       return hint === undefined ? { tag, message } : { tag, message, fix: hint }
     }
     return { tag, message }

@@ -3,8 +3,6 @@
  * @bendsave/core, render the result (text, or one JSON object with --json).
  * Commands hold no logic of their own.
  */
-import { createWriteStream } from "node:fs"
-import { readFile } from "node:fs/promises"
 import {
   abandonBackup,
   backup,
@@ -76,6 +74,7 @@ import {
 import { quickstart } from "./Quickstart.ts"
 import { describeError, formatBytes, makeProgressBar, table } from "./Render.ts"
 import { normalizeArgs } from "./Argv.ts"
+import { type FileError, type OutputClosed, openOutput, readInput, writeStdout } from "./Files.ts"
 import { sqlVerb } from "./Sql.ts"
 
 // The etcd meta driver: a chunk of the bundle of its own, loaded only when a cluster file names etcd.
@@ -297,7 +296,7 @@ const listCommand = Command.make(
             id: b.backup_id,
             cells:
               b.damaged !== undefined
-                ? [b.backup_id, "DAMAGED", b.damaged]
+                ? [b.backup_id, "DAMAGED (see below)"]
                 : [
                     b.backup_id,
                     b.state,
@@ -315,7 +314,7 @@ const listCommand = Command.make(
             id: b.backup_id,
             cells:
               b.damaged !== undefined
-                ? [b.backup_id, "INCOMPLETE (DAMAGED)", b.damaged]
+                ? [b.backup_id, "INCOMPLETE, DAMAGED (see below)"]
                 : [
                     b.backup_id,
                     b.running ? `RUNNING (${b.running_by})` : "INCOMPLETE",
@@ -334,10 +333,13 @@ const listCommand = Command.make(
           ["BACKUP", "STATE", "TYPE", "CLUSTER", "STARTED (UTC)", "FILES", "SIZE", "UPLOADED", "META KEYS", "REVISION"],
           rows.map((row) => row.cells),
         )
+        // A damaged entry's problem is long: it goes under the table, which stays aligned.
+        const damaged = [...r.backups, ...r.incomplete].filter((b) => b.damaged !== undefined).map((b) => `${b.backup_id} DAMAGED: ${b.damaged}`)
+        const notes = damaged.length === 0 ? text : `${text}\n\n${damaged.join("\n")}`
         const resumable = r.incomplete.filter((b) => !b.running)
         return resumable.length === 0
-          ? text
-          : `${text}\n\nincomplete backups resume when the same backup command runs again; \`bendsave abandon ${r.repository} <backup-id>\` drops one`
+          ? notes
+          : `${notes}\n\nincomplete backups resume when the same backup command runs again; \`bendsave abandon ${r.repository} <backup-id>\` drops one`
       },
     ),
 ).pipe(Command.withDescription("List the backups in a repository (committed, and incomplete ones that can be resumed or abandoned)"))
@@ -598,6 +600,8 @@ const tagCommand = Command.make(
           const existing = (yield* listPins(repo, backupId)).filter((p) => p.reason === USER_PIN_REASON)
           if (existing.length === 0) yield* pinBackup(repo, backupId, USER_PIN_REASON)
         } else if (unkeep) {
+          // Pins of a backup that is gone can still be removed; otherwise the backup must exist.
+          if ((yield* listPins(repo, backupId)).length === 0) yield* readManifest(repo, backupId)
           yield* unpinBackup(repo, backupId, USER_PIN_REASON)
         } else {
           yield* readManifest(repo, backupId)
@@ -621,19 +625,6 @@ const tagCommand = Command.make(
 
 const clusterFlag = Flag.String("cluster").pipe(Flag.withDescription("Cluster file (TOML)"))
 
-/** Writes text to a stream, waiting when it asks to (memory stays flat for any number of keys). */
-const writeOut = (stream: NodeJS.WritableStream, text: string) =>
-  Effect.promise(
-    () =>
-      new Promise<void>((resolve, reject) => {
-        if (stream.write(text)) resolve()
-        else {
-          stream.once("drain", resolve)
-          stream.once("error", reject)
-        }
-      }),
-  )
-
 const metaExport = Command.make(
   "export",
   {
@@ -649,20 +640,25 @@ const metaExport = Command.make(
       false,
       Effect.gen(function* () {
         const { cluster: c } = yield* loadCluster(cluster, false)
+        // A file is written atomically (temp, fsync, rename): a failed export leaves no half-written file.
+        const file = Option.isSome(output) ? yield* openOutput(output.value, "--output") : undefined
+        const write: (text: string) => Effect.Effect<void, FileError | OutputClosed> = file?.write ?? writeStdout
         const snapshot = yield* c.meta.snapshot()
-        const out: NodeJS.WritableStream = Option.isSome(output) ? createWriteStream(output.value) : process.stdout
         let count = 0
-        if (json) yield* writeOut(out, `{"revision":${snapshot.revision},"entries":[`)
+        if (json) yield* write(`{"revision":${snapshot.revision},"entries":[`)
         yield* snapshot.entries.pipe(
-          Stream.runForEach((e) => writeOut(out, json ? `${count++ === 0 ? "" : ","}${formatMetaLine(e)}` : `${(count++, formatMetaLine(e))}\n`)),
+          Stream.runForEach((e) => write(json ? `${count++ === 0 ? "" : ","}${formatMetaLine(e)}` : `${(count++, formatMetaLine(e))}\n`)),
         )
-        if (json) yield* writeOut(out, `],"key_count":${count}}\n`)
-        if (Option.isSome(output)) {
-          yield* Effect.promise(() => new Promise<void>((resolve) => out.end(resolve)))
+        if (json) yield* write(`],"key_count":${count}}\n`)
+        if (file !== undefined && Option.isSome(output)) {
+          yield* file.commit
           return { key_count: count, revision: snapshot.revision, output: output.value }
         }
         return { key_count: count, revision: snapshot.revision, output: null }
-      }),
+      }).pipe(
+        // The reader of stdout went away (`| head`): the export ends there, as `cat` would.
+        Effect.catchTag("OutputClosed", () => Effect.succeed({ key_count: 0, revision: 0, output: null })),
+      ),
       (r) => (r.output === null ? "" : `exported ${r.key_count} keys at revision ${r.revision} to ${r.output}`),
     ).pipe(Effect.asVoid),
 ).pipe(
@@ -687,7 +683,7 @@ const metaImport = Command.make(
       json,
       Effect.gen(function* () {
         const source = Option.getOrElse(input, () => "<stdin>")
-        const text = yield* Effect.promise(() => (Option.isSome(input) ? readFile(input.value, "utf8") : readStdin()))
+        const text = yield* readInput(Option.getOrUndefined(input), "--input")
         const parsed = parseMetaLines(text, source)
         if (parsed instanceof MetaLinesError) return yield* parsed
         const { cluster: c } = yield* loadCluster(cluster, true)
@@ -712,12 +708,6 @@ const metaImport = Command.make(
       (r) => `imported ${r.imported} keys: ${r.added} added, ${r.changed} changed, ${r.removed} removed, ${r.unchanged} unchanged`,
     ),
 ).pipe(Command.withDescription("Load meta keys from JSON lines (the format of `meta export`)"))
-
-const readStdin = async (): Promise<string> => {
-  const chunks: Array<Buffer> = []
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
-  return Buffer.concat(chunks).toString("utf8")
-}
 
 const metaCommand = Command.make("meta").pipe(
   Command.withDescription("Inspect and seed a cluster's meta keyspace"),

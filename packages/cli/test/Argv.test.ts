@@ -22,6 +22,11 @@ describe("normalizeArgs", () => {
     expect(normalizeArgs(["backup", "--from", "-- x y"], commands)).toEqual(["backup", "--from", "-- x y"])
   })
 
+  it("takes a whole number after --read-data as its value", () => {
+    expect(normalizeArgs(["verify", "./r", "--read-data", "10"], commands)).toEqual(["verify", "./r", "--read-data=10"])
+    expect(normalizeArgs(["verify", "--read-data", "./r"], commands)).toEqual(["verify", "--read-data", "./r"])
+  })
+
   it("moves --json from before the command behind it; leaves everything after -- alone", () => {
     expect(normalizeArgs(["--json", "list", "./r"], commands)).toEqual(["list", "./r", "--json"])
     expect(normalizeArgs(["--request-timeout", "30s", "--json", "list", "./r"], commands)).toEqual([

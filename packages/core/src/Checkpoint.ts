@@ -78,8 +78,9 @@ export const readCheckpoint = (
     const key = checkpointKey(backupId)
     const bytes = yield* repo.store.get(key).pipe(
       Effect.map((b): Uint8Array | undefined => b),
+      // A backup id that makes no valid key (`../x`) names no checkpoint either.
       Effect.catchIf(
-        (e) => e.reason === "NotFound",
+        (e) => e.reason === "NotFound" || e.reason === "InvalidKey",
         () => Effect.succeed(undefined),
       ),
     )

@@ -166,6 +166,15 @@ const openRepositoryStoreUnlimited = (input: string, options: { readonly create?
 /** Opens (and with `create`, initialises) the repository at a URL or path. */
 export const openRepositoryAt = (input: string, options: { readonly create?: boolean } = {}) =>
   openRepositoryStore(input, options).pipe(
+    // A path that cannot hold a repository (a file, or a directory that cannot be created): said of the repository.
+    Effect.catchIf(
+      (e) =>
+        e._tag === "BlobStoreError" && e.operation === "open" && e.fix !== undefined && (e.reason === "InvalidConfig" || options.create === true),
+      (e) =>
+        Effect.fail(
+          e._tag === "BlobStoreError" ? new RepositoryError({ reason: "NotARepository", location: input, detail: e.detail, fix: e.fix ?? "" }) : e,
+        ),
+    ),
     Effect.catchIf(
       (e): e is BlobStoreError => e._tag === "BlobStoreError" && e.reason === "NotFound",
       () =>
@@ -212,6 +221,15 @@ const missingDirectory = (config: ClusterConfig, key: string, dir: string) =>
     key,
     detail: `the directory ${dir} does not exist`,
     fix: `create it (mkdir -p '${dir}') or correct \`${key.split(".").pop()}\` in the cluster file; \`bendsave restore --confirm\` and \`bendsave meta import\` create a new cluster's directories`,
+  })
+
+/** A directory of the cluster file that is a file, or cannot be created. */
+const unusableDirectory = (config: ClusterConfig, key: string, detail: string) =>
+  new ClusterConfigError({
+    file: config.file,
+    key,
+    detail,
+    fix: `point \`${key.split(".").pop()}\` in the cluster file at a directory (a new cluster's directories are created inside an existing, writable one), or move what is in the way`,
   })
 
 /** What a meta driver package exports (`@bendsave/meta-etcd` does). */
@@ -281,8 +299,13 @@ export const openMeta = (
   if (meta.type === "local") {
     return makeLocalMetaStore(meta.path, { create: options.create, prefix: meta.prefix }).pipe(
       Effect.catchIf(
-        (e) => e.reason === "NotFound",
-        () => Effect.fail(missingDirectory(config, "meta.path", meta.path)),
+        (e) => (e.reason === "NotFound" && options.create !== true) || (e.operation === "open" && (e.reason === "InvalidConfig" || options.create === true)),
+        (e) =>
+          Effect.fail(
+            e.reason === "NotFound" && options.create !== true
+              ? missingDirectory(config, "meta.path", meta.path)
+              : unusableDirectory(config, "meta.path", e.detail),
+          ),
       ),
     )
   }
@@ -367,8 +390,13 @@ export const openStorage = (
   if (isFsStorage(storage)) {
     return makeFsBlobStore(storage.dataPath, { create: options.create }).pipe(
       Effect.catchIf(
-        (e) => e.reason === "NotFound",
-        () => Effect.fail(missingDirectory(config, "storage.fs.data_path", storage.dataPath)),
+        (e) => (e.reason === "NotFound" && options.create !== true) || (e.operation === "open" && (e.reason === "InvalidConfig" || options.create === true)),
+        (e) =>
+          Effect.fail(
+            e.reason === "NotFound" && options.create !== true
+              ? missingDirectory(config, "storage.fs.data_path", storage.dataPath)
+              : unusableDirectory(config, "storage.fs.data_path", e.detail),
+          ),
       ),
       Effect.flatMap(limitStore),
     )

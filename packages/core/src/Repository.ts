@@ -202,8 +202,9 @@ export const readManifest = Effect.fn("Repository.readManifest")(function* (repo
   const key = manifestKey(backupId)
   const source = `${repo.location}/${key}`
   const bytes = yield* repo.store.get(key).pipe(
+    // A backup id that makes no valid key (`../x`) names no backup either.
     Effect.catchIf(
-      (e) => e.reason === "NotFound",
+      (e) => e.reason === "NotFound" || e.reason === "InvalidKey",
       () =>
         Effect.fail(
           new ManifestError({

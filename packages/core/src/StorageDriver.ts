@@ -305,7 +305,7 @@ const importDefault = (specifier: string, baseDir: string, origin: string): Effe
           : `the driver module '${specifier}' failed to load: ${cause instanceof Error ? cause.message : String(cause)}`,
         fix: missing
           ? isPathSpecifier(specifier)
-            ? "check the path (relative paths resolve against the cluster file's directory)"
+            ? "check the path (relative paths resolve against the cluster file's directory, or for --driver and BENDSAVE_DRIVERS against the working directory)"
             : `install it (npm install ${specifier}) where bendsave or the cluster file can find it`
           : "fix the driver module; see docs/writing-a-driver.md",
       })

@@ -64,6 +64,7 @@ import * as Predicate from "effect/Predicate"
 import * as Stream from "effect/Stream"
 import type { BlobStore, BlobStoreErrorReason, Body, Capabilities, ObjectInfo, PutOptions } from "../BlobStore.ts"
 import { BlobStoreError, keyProblem } from "../BlobStore.ts"
+import { makeDirectoryTree } from "./Directories.ts"
 
 const driver = "fs"
 
@@ -318,10 +319,7 @@ const syncDirectoryShared = (dir: string): Promise<void> => {
  * in the way is reported as ENOTDIR (mkdir says EEXIST when it is `dir` itself).
  */
 const makeDirectories = async (dir: string): Promise<void> => {
-  const firstCreated = await fs.mkdir(dir, { recursive: true }).catch((cause: unknown) => {
-    if (errnoCode(cause) !== "EEXIST") throw cause
-    throw Object.assign(new Error(`${dir} exists and is not a directory`), { code: "ENOTDIR", cause })
-  })
+  const firstCreated = await makeDirectoryTree(dir)
   if (firstCreated === undefined) return
   let current = dir
   while (current !== firstCreated) {
@@ -569,13 +567,34 @@ export const makeFsBlobStore = Effect.fnUntraced(function* (
   const rootDir = path.resolve(root)
   const rootWithSep = rootDir.endsWith(path.sep) ? rootDir : rootDir + path.sep
   if (options?.create === true) {
-    // A file in the way is reported below as "not a directory".
-    yield* attempt({ operation: "open", access: "write" }, () => makeDirectories(rootDir)).pipe(
-      Effect.catchIf(
-        (error) => error.reason === "InvalidKey",
-        () => Effect.void,
-      ),
-    )
+    yield* Effect.tryPromise({
+      try: () => makeDirectories(rootDir),
+      catch: (cause) => {
+        const inTheWay = (cause as { path?: unknown }).path
+        if (errnoCode(cause) === "ENOTDIR" && typeof inTheWay === "string") {
+          return new BlobStoreError({
+            reason: "InvalidConfig",
+            driver,
+            operation: "open",
+            detail: `cannot create the directory ${rootDir}: ${inTheWay === rootDir ? "it" : inTheWay} is a file, not a directory`,
+            fix: `give the path of a directory (a missing one is created), or move the file ${inTheWay} out of the way`,
+            cause,
+          })
+        }
+        const error = classifyError(cause, { operation: "open", access: "write" })
+        return new BlobStoreError({
+          reason: error.reason,
+          driver,
+          operation: "open",
+          detail: `cannot create the directory ${rootDir}: ${error.detail}`,
+          fix:
+            error.reason === "PermissionDenied"
+              ? "choose a directory this user may write to, or give it the permission"
+              : "check the path: a missing directory is created inside an existing, writable one",
+          cause,
+        })
+      },
+    })
   }
   const rootStats = yield* attempt({ operation: "open" }, () => fs.stat(rootDir)).pipe(
     Effect.mapError((error) =>
@@ -595,7 +614,8 @@ export const makeFsBlobStore = Effect.fnUntraced(function* (
       reason: "InvalidConfig",
       driver,
       operation: "open",
-      detail: `${rootDir} is not a directory`,
+      detail: `${rootDir} is a file, not a directory`,
+      fix: "give the path of a directory, not of a file",
     })
   }
 

@@ -66,6 +66,7 @@ import {
   MetaStoreError,
   type MetaStoreErrorReason,
 } from "../MetaStore.ts"
+import { makeDirectoryTree } from "./Directories.ts"
 
 export interface LocalMetaStoreOptions {
   /** Create the directory (recursively) when it is missing. Default false. */
@@ -410,7 +411,7 @@ export const makeLocalMetaStore = Effect.fnUntraced(function* (
   }
   if (exists === "missing") {
     if (!options?.create) return yield* missingDirectory("open")
-    yield* attempt("open", `cannot create ${root}`, () => fs.mkdir(root, { recursive: true }))
+    yield* attempt("open", `cannot create ${root}`, () => makeDirectoryTree(root))
   }
 
   /** Reads and parses meta.json; a missing file in an existing directory is the empty keyspace. */
