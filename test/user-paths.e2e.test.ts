@@ -143,6 +143,21 @@ describe("user paths: wrong inputs get clear errors", () => {
       await bendsave(["restore", "--from", repo, "--backup", "nonsense", "--to", cluster], { cwd: dir }),
       "backup nonsense does not exist",
     )
+    // Contradicting choices of the backup are refused; the manifest's file name works as an id.
+    expectClearError(
+      await bendsave(
+        ["restore", "--from", join(repo, "manifests", `${backupId}.manifest`), "--backup", "20990101_000000", "--to", cluster],
+        { cwd: dir },
+      ),
+      `--from names one backup's manifest (${backupId}), so --backup cannot choose another`,
+    )
+    expectClearError(
+      await bendsave(["restore", "--from", repo, "--backup", backupId, "--at", "2020-01-01", "--to", cluster], { cwd: dir }),
+      "--backup and --at both choose the backup",
+    )
+    const byFileName = await bendsave(["restore", "--from", repo, "--backup", `${backupId}.manifest`, "--to", cluster], { cwd: dir })
+    expect(byFileName.code, describeRun(byFileName)).toBe(0)
+    expect(byFileName.stdout).toContain(`DRY RUN: restore plan for backup ${backupId}`)
     // The real one still works.
     const kept = await bendsave(["tag", repo, backupId, "--keep"], { cwd: dir })
     expect(kept.code, describeRun(kept)).toBe(0)

@@ -364,8 +364,24 @@ const restoreCommand = Command.make(
       json,
       Effect.gen(function* () {
         const ref = parseBackupReference(from)
+        // `--backup 20250114_201500.manifest` (the file's name) means the backup 20250114_201500.
+        const backupGiven = Option.getOrUndefined(Option.map(backupFlag, (id) => id.replace(/\.manifest$/, "")))
+        if (ref.backupId !== undefined && (backupGiven !== undefined || Option.isSome(at))) {
+          return yield* new LocationError({
+            input: from,
+            detail: `--from names one backup's manifest (${ref.backupId}), so ${backupGiven !== undefined ? "--backup" : "--at"} cannot choose another`,
+            fix: `give --from the repository (${ref.repository}) with --backup or --at, or the manifest alone`,
+          })
+        }
+        if (backupGiven !== undefined && Option.isSome(at)) {
+          return yield* new LocationError({
+            input: `--backup ${backupGiven} --at ${at.value}`,
+            detail: "--backup and --at both choose the backup",
+            fix: "give one of them",
+          })
+        }
         const repo = yield* openRepositoryAt(ref.repository)
-        let backupId = ref.backupId ?? Option.getOrUndefined(backupFlag)
+        let backupId = ref.backupId ?? backupGiven
         if (backupId === undefined && Option.isSome(at)) {
           const time = Date.parse(at.value)
           if (Number.isNaN(time)) {
