@@ -663,7 +663,11 @@ const metaExport = Command.make(
         let count = 0
         if (json) yield* write(`{"revision":${snapshot.revision},"entries":[`)
         yield* snapshot.entries.pipe(
-          Stream.runForEach((e) => write(json ? `${count++ === 0 ? "" : ","}${formatMetaLine(e)}` : `${(count++, formatMetaLine(e))}\n`)),
+          Stream.runForEach((e) => {
+            const text = json ? `${count === 0 ? "" : ","}${formatMetaLine(e)}` : `${formatMetaLine(e)}\n`
+            count++
+            return write(text)
+          }),
         )
         if (json) yield* write(`],"key_count":${count}}\n`)
         if (file !== undefined && Option.isSome(output)) {

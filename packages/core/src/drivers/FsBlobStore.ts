@@ -151,7 +151,7 @@ const sweepTempFiles = async (root: string): Promise<number> => {
       if (entry.isDirectory()) subdirectories.push(full)
       else if (entry.isFile() && tempNamePattern.test(entry.name) && !ownTemps.has(full)) {
         const stats = await fs.lstat(full).catch(() => undefined)
-        if (stats !== undefined && stats.isFile() && tempIsStale(entry.name, stats.mtimeMs, Date.now())) {
+        if (stats?.isFile() && tempIsStale(entry.name, stats.mtimeMs, Date.now())) {
           await fs.unlink(full).then(
             () => removed++,
             () => undefined,
