@@ -199,6 +199,9 @@ const sameFile = (info: ObjectInfo, record: BackupFile): boolean =>
  * docs/repository-format.md §10), checked again before the commit. Resumes
  * the newest unfinished backup of the same cluster that no live process holds.
  */
+/** How long a finished backup still waits for its sweep of temp files (see `backup`). */
+const SWEEP_GRACE_MS = 250
+
 export const backup = (cluster: Cluster, repo: Repository, options: BackupOptions = {}) =>
   Effect.scoped(
     Effect.gen(function* () {
@@ -207,11 +210,17 @@ export const backup = (cluster: Cluster, repo: Repository, options: BackupOption
         details: { cluster: cluster.name },
       })
       yield* Effect.addFinalizer(() => Effect.sync(() => markLeaseEnded(lease.key)))
-      // Temp files of killed writers (fs) go while the backup runs; they are never referenced, so this is outside the GC protocol.
+      // Temp files of killed writers (fs) go while the backup runs; they are never referenced, so this is outside
+      // the GC protocol. The sweep only uses the backup's own time: a backup that ends first does not wait for
+      // it (a walk of a repository of millions of blocks) and stops it; the next backup or a vacuum goes on.
       const sweep = yield* Effect.forkScoped(sweepRepositoryLeftovers(repo))
       yield* waitWhileSweeping(repo.store, options.onVacuumWait ? { onWait: options.onVacuumWait } : {})
       const result = yield* backupUnderLease(cluster, repo, options, lease)
-      return { ...result, temp_files_removed: yield* Fiber.join(sweep) } satisfies BackupResult
+      const removed = yield* Fiber.join(sweep).pipe(
+        Effect.timeoutOption(SWEEP_GRACE_MS),
+        Effect.map((o) => (o._tag === "Some" ? o.value : 0)),
+      )
+      return { ...result, temp_files_removed: removed } satisfies BackupResult
     }),
   )
 
