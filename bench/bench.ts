@@ -227,6 +227,9 @@ const runMain = async (dataset: Dataset, rep: number): Promise<Repetition> => {
   log(`full backup${tag}`)
   const bsFull = await timed(() => fs.rmSync(bsRepo, { recursive: true, force: true }), bsBackup("backup-full"))
   const bsFullStats = bendsaveJson(bsFull)
+  // The repository holds the backup of the LAST attempt (each attempt starts from an empty
+  // repository), which is not the kept one when an earlier attempt was less disturbed.
+  const fullManifest = path.join(bsRepo, "manifests", fs.readdirSync(path.join(bsRepo, "manifests"))[0])
   const rsFull = await timed(resticInit, rsBackup("backup-full"))
   const rsFullStats = resticSummary(rsFull)
   if (bsFullStats.files_total !== dataset.files.length || bsFullStats.bytes_total !== dataset.totalBytes) {
@@ -253,7 +256,7 @@ const runMain = async (dataset: Dataset, rep: number): Promise<Repetition> => {
       fs.rmSync(bsTarget, { recursive: true, force: true })
       bsTargetToml = writeCluster(bsTarget)
     },
-    () => bendsave("restore", ["restore", "--from", String(bsFullStats.manifest), "--to", bsTargetToml, "--confirm", "--json"]),
+    () => bendsave("restore", ["restore", "--from", fullManifest, "--to", bsTargetToml, "--confirm", "--json"]),
   )
   const bsRestoreStats = bendsaveJson(bsRestore)
   const rsRestore = requireOk(

@@ -128,7 +128,7 @@ export interface BackupOptions {
   readonly onVacuumWait?: (vacuum: LeaseRecord) => void
   /** A checkpoint is written at least this often while there is progress (default 5 s). */
   readonly checkpointIntervalMs?: number
-  /** ... and after this many bytes of files were processed since the last one (default 256 MiB). */
+  /** ... and after this many bytes of files were read since the last one (default 256 MiB; files reused from the parent do not count). */
   readonly checkpointBytes?: number
   /** Called once, before any file work, when this run resumes an unfinished backup. */
   readonly onResume?: (resume: ResumeInfo) => void
@@ -693,7 +693,8 @@ const backupUnderLease = Effect.fn("Backup.run")(function* (cluster: Cluster, re
   // Checkpoints: written by one fiber, from a consistent view of the writer and the files in flight.
   const checkpointLock = yield* Semaphore.make(1)
   let stopped = false
-  let lastCheckpoint = { at: Date.now(), bytes: counters.bytesDone, changes }
+  // Bytes read from the source since the last checkpoint (files reused from the parent cost a rerun nothing).
+  let lastCheckpoint = { at: Date.now(), bytes: counters.bytesRead, changes }
   const writeCheckpoint = Semaphore.withPermit(
     checkpointLock,
     Effect.gen(function* () {
@@ -705,7 +706,7 @@ const backupUnderLease = Effect.fn("Backup.run")(function* (cluster: Cluster, re
           finished: { ...done },
           resumeAfter: lastPath,
           changes,
-          bytes: counters.bytesDone,
+          bytes: counters.bytesRead,
           partial: [...inFlight.values()].flatMap(({ info, blocks }) => {
             const stored = blocks.indexOf(undefined)
             const prefix = (stored < 0 ? blocks : blocks.slice(0, stored)) as Array<{ id: string; size: number }>
@@ -732,7 +733,7 @@ const backupUnderLease = Effect.fn("Backup.run")(function* (cluster: Cluster, re
   )
   const due = () =>
     changes !== lastCheckpoint.changes &&
-    (Date.now() - lastCheckpoint.at >= checkpointInterval || counters.bytesDone - lastCheckpoint.bytes >= checkpointBytes)
+    (Date.now() - lastCheckpoint.at >= checkpointInterval || counters.bytesRead - lastCheckpoint.bytes >= checkpointBytes)
   const ticker = yield* Effect.forkScoped(
     Effect.forever(
       Effect.sleep(Math.max(10, Math.min(250, checkpointInterval / 4))).pipe(

@@ -14,6 +14,15 @@ import * as Effect from "effect/Effect"
 
 /** Buffers below this size are hashed in the calling thread (cheaper than a round trip). */
 const WORKER_THRESHOLD = 256 * 1024
+/**
+ * The pool starts with the first buffer of at least POOL_START_BYTES (a file block), or once
+ * POOL_START_TOTAL bytes of buffers from WORKER_THRESHOLD up were hashed here, not with the first
+ * page: starting the workers costs a few hundred milliseconds of CPU, which a run that only hashes
+ * a few pages (a no-change backup, a restore plan) would pay for nothing. Once it runs, it takes
+ * every buffer from WORKER_THRESHOLD up.
+ */
+const POOL_START_BYTES = 4 * 1024 * 1024
+const POOL_START_TOTAL = 32 * 1024 * 1024
 
 const hashHere = (bytes: Uint8Array): string => createHash("sha256").update(bytes).digest("hex")
 
@@ -80,6 +89,14 @@ const startPool = async () => {
 
 let starting: Promise<void> | undefined
 let jobIds = 0
+let hashedBeforePool = 0
+
+/** Whether a transferable buffer is hashed here because the pool has not started (and does not start now). */
+const hashBeforePool = (bytes: Uint8Array): boolean => {
+  if (pool !== null || starting !== undefined || bytes.byteLength >= POOL_START_BYTES) return false
+  hashedBeforePool += bytes.byteLength
+  return hashedBeforePool < POOL_START_TOTAL
+}
 
 const transferable = (bytes: Uint8Array) =>
   bytes.byteLength >= WORKER_THRESHOLD &&
@@ -93,7 +110,7 @@ const transferable = (bytes: Uint8Array) =>
  * detached).
  */
 export const hashBlock = (bytes: Uint8Array): Effect.Effect<{ readonly id: string; readonly bytes: Uint8Array }> => {
-  if (!transferable(bytes)) return Effect.sync(() => ({ id: hashHere(bytes), bytes }))
+  if (!transferable(bytes) || hashBeforePool(bytes)) return Effect.sync(() => ({ id: hashHere(bytes), bytes }))
   return Effect.promise(async () => {
     if (pool === null) {
       starting ??= startPool().then((p) => {

@@ -30,9 +30,9 @@ import type { BlobStore, ObjectInfo } from "./BlobStore.ts"
 import { BlobStoreError } from "./BlobStore.ts"
 import { hashBlock } from "./Hash.ts"
 import { acquireSharedLease, type Lease } from "./Lease.ts"
-import { type BackupFile, type BackupManifest, ManifestError, unsafePathProblem } from "./Manifest.ts"
+import { type BackupFile, type BackupManifest, ManifestError, type PageRef, unsafePathProblem } from "./Manifest.ts"
 import type { MetaDiff } from "./MetaStore.ts"
-import { comparePaths, streamFiles, streamMetaEntries } from "./Pages.ts"
+import { comparePaths, readFilePage, streamMetaEntries } from "./Pages.ts"
 import { BLOCK_SIZE, blockKey, getBlock, IntegrityError, type Repository } from "./Repository.ts"
 
 export interface RestoreProgress {
@@ -91,6 +91,42 @@ export class RestoreError extends Schema.TaggedError<RestoreError>()("RestoreErr
 
 const SAMPLE = 5
 
+/**
+ * Decoded file pages of a manifest, kept between the passes of one restore (check, plan, write
+ * each go through the file list) up to PAGE_CACHE_FILES records in all; past that, pages are
+ * read (and re-hashed) again in each pass, so memory stays bounded for any number of files.
+ */
+const PAGE_CACHE_FILES = 65_536
+interface PageCache {
+  readonly pages: Map<string, ReadonlyArray<BackupFile>>
+  files: number
+}
+const pageCaches = new WeakMap<BackupManifest, PageCache>()
+
+/** The file records of `manifest`, one page (in path order) at a time. */
+const filePagesOf = (repo: Repository, manifest: BackupManifest) => {
+  let cache = pageCaches.get(manifest)
+  if (cache === undefined) {
+    cache = { pages: new Map(), files: 0 }
+    pageCaches.set(manifest, cache)
+  }
+  const pageCache = cache
+  return Stream.fromIterable(manifest.storage?.pages ?? []).pipe(
+    Stream.mapEffect((ref: PageRef) => {
+      const cached = pageCache.pages.get(ref.blockId)
+      if (cached !== undefined) return Effect.succeed(cached)
+      return Effect.tap(readFilePage(repo, ref), (files) =>
+        Effect.sync(() => {
+          if (pageCache.files + files.length <= PAGE_CACHE_FILES) {
+            pageCache.pages.set(ref.blockId, files)
+            pageCache.files += files.length
+          }
+        }),
+      )
+    }),
+  )
+}
+
 /** Whether the target already holds exactly `file` (same size and same block hashes). */
 const isIdentical = Effect.fnUntraced(function* (storage: BlobStore, file: BackupFile, existing: ObjectInfo | undefined) {
   if (existing === undefined || existing.size !== Number(file.size)) return false
@@ -110,73 +146,78 @@ const isIdentical = Effect.fnUntraced(function* (storage: BlobStore, file: Backu
  */
 export const checkBackup = Effect.fn("Restore.check")(function* (repo: Repository, manifest: BackupManifest) {
   const backupId = manifest.backupMeta?.backupId ?? ""
-  const files = () => streamFiles(repo, manifest.storage?.pages ?? [])
   const checked = new Set<string>()
   let filesTotal = 0
   let bytesTotal = 0
   let previousPath: string | undefined
-  yield* files().pipe(
-    Stream.runForEach((file) =>
+  yield* filePagesOf(repo, manifest).pipe(
+    Stream.runForEach((files) =>
       Effect.gen(function* () {
-        const problem = unsafePathProblem(file.path)
-        if (problem !== undefined || file.path.startsWith(RESERVED_STORAGE_PREFIX)) {
-          return yield* new RestoreError({
-            reason: "UnsafePath",
-            detail: `backup ${backupId} lists the file '${file.path}': ${problem ?? "it is inside bendsave's reserved prefix"}; refusing to restore it`,
-            fix: "the manifest is damaged or was crafted; nothing was written. Restore another backup (`bendsave list`) and run `bendsave verify`",
-          })
-        }
-        if (previousPath !== undefined && comparePaths(previousPath, file.path) >= 0) {
-          return yield* new ManifestError({
-            reason: "Corrupt",
-            source: backupId,
-            detail: `file list is not in path order at '${file.path}'`,
-            fix: "the manifest is damaged; restore another backup",
-          })
-        }
-        previousPath = file.path
-        filesTotal++
-        bytesTotal += Number(file.size)
-        let sum = 0
-        const missing: Array<{ id: string; size: number }> = []
-        for (const block of file.blocks) {
-          sum += Number(block.blockSize)
-          if (!checked.has(block.blockId)) missing.push({ id: block.blockId, size: Number(block.blockSize) })
-        }
-        if (sum !== Number(file.size)) {
-          return yield* new ManifestError({
-            reason: "Corrupt",
-            source: backupId,
-            detail: `file '${file.path}' has blocks adding up to ${sum} bytes, not its size ${file.size}`,
-            fix: "the manifest is damaged; restore another backup",
-          })
+        // The page's records are checked in one pass, then its blocks not seen yet (each with the
+        // first file that names it) with one HEAD each.
+        const unchecked = new Map<string, { readonly size: number; readonly path: string }>()
+        for (const file of files) {
+          const problem = unsafePathProblem(file.path)
+          if (problem !== undefined || file.path.startsWith(RESERVED_STORAGE_PREFIX)) {
+            return yield* new RestoreError({
+              reason: "UnsafePath",
+              detail: `backup ${backupId} lists the file '${file.path}': ${problem ?? "it is inside bendsave's reserved prefix"}; refusing to restore it`,
+              fix: "the manifest is damaged or was crafted; nothing was written. Restore another backup (`bendsave list`) and run `bendsave verify`",
+            })
+          }
+          if (previousPath !== undefined && comparePaths(previousPath, file.path) >= 0) {
+            return yield* new ManifestError({
+              reason: "Corrupt",
+              source: backupId,
+              detail: `file list is not in path order at '${file.path}'`,
+              fix: "the manifest is damaged; restore another backup",
+            })
+          }
+          previousPath = file.path
+          filesTotal++
+          bytesTotal += Number(file.size)
+          let sum = 0
+          for (const block of file.blocks) {
+            sum += Number(block.blockSize)
+            if (!checked.has(block.blockId) && !unchecked.has(block.blockId)) {
+              unchecked.set(block.blockId, { size: Number(block.blockSize), path: file.path })
+            }
+          }
+          if (sum !== Number(file.size)) {
+            return yield* new ManifestError({
+              reason: "Corrupt",
+              source: backupId,
+              detail: `file '${file.path}' has blocks adding up to ${sum} bytes, not its size ${file.size}`,
+              fix: "the manifest is damaged; restore another backup",
+            })
+          }
         }
         yield* Effect.forEach(
-          missing,
-          (block) =>
-            repo.store.head(blockKey(block.id)).pipe(
+          unchecked,
+          ([id, block]) =>
+            repo.store.head(blockKey(id)).pipe(
               Effect.catchIf(
                 (e: BlobStoreError) => e.reason === "NotFound",
                 () =>
                   Effect.fail(
                     new IntegrityError({
                       reason: "Missing",
-                      blockId: block.id,
+                      blockId: id,
                       location: repo.location,
-                      detail: `block of '${file.path}' is missing from the repository; nothing was written`,
+                      detail: `block of '${block.path}' is missing from the repository; nothing was written`,
                       fix: "run `bendsave verify` on the repository; restore another backup",
                     }),
                   ),
               ),
               Effect.flatMap((info) =>
                 info.size === block.size
-                  ? Effect.sync(() => checked.add(block.id))
+                  ? Effect.sync(() => checked.add(id))
                   : Effect.fail(
                       new IntegrityError({
                         reason: "SizeMismatch",
-                        blockId: block.id,
+                        blockId: id,
                         location: repo.location,
-                        detail: `block of '${file.path}' has ${info.size} bytes, the manifest says ${block.size}; nothing was written`,
+                        detail: `block of '${block.path}' has ${info.size} bytes, the manifest says ${block.size}; nothing was written`,
                         fix: "run `bendsave verify --read-data`; restore another backup",
                       }),
                     ),
@@ -235,9 +276,7 @@ const restoreRun = Effect.fn("Restore.run")(function* (
   const startedAt = Date.now()
   const report = options.onProgress ?? (() => {})
   const backupId = manifest.backupMeta?.backupId ?? ""
-  const filePages = manifest.storage?.pages ?? []
   const metaPages = manifest.metasrv?.pages ?? []
-  const files = () => streamFiles(repo, filePages)
 
   // 1. Check: safe paths, every block present with the right size.
   report({ phase: "check", filesDone: 0, bytesDone: 0 })
@@ -259,6 +298,16 @@ const restoreRun = Effect.fn("Restore.run")(function* (
   const permitsFor = (file: BackupFile) => Math.max(1, Math.ceil(Math.min(Number(file.size), BLOCKS_AHEAD * BLOCK_SIZE) / PERMIT_BYTES))
 
   const writeFile = (file: BackupFile) =>
+    file.blocks.length <= 1
+      ? // One block (or none): read and re-hash it, then one put of the bytes (no stream).
+        Effect.flatMap(
+          file.blocks.length === 0
+            ? Effect.succeed(new Uint8Array(0))
+            : getBlock(repo, file.blocks[0].blockId, Number(file.blocks[0].blockSize)),
+          (bytes) => target.storage.put(file.path, bytes),
+        )
+      : writeStreamed(file)
+  const writeStreamed = (file: BackupFile) =>
     target.storage.put(
       file.path,
       Stream.fromIterable(file.blocks).pipe(
@@ -283,20 +332,37 @@ const restoreRun = Effect.fn("Restore.run")(function* (
   // Plan: which files differ from the target (re-hashing same-size target files) and which are extra.
   // Memory: the target's listing and the paths to write are held (not file contents).
   const toWrite = new Set<string>()
-  const plan = Effect.fnUntraced(function* (file: BackupFile) {
-    const info = existing.get(file.path)
-    existing.delete(file.path)
-    if (yield* isIdentical(target.storage, file, info)) {
-      counters.identical++
-    } else {
-      toWrite.add(file.path)
-      counters.write++
-      counters.writeBytes += Number(file.size)
-      if (sampleWrite.length < SAMPLE) sampleWrite.push(file.path)
-    }
-  })
+  const plan = (files: ReadonlyArray<BackupFile>) =>
+    Effect.gen(function* () {
+      // Only a target file of the same size needs reading; the verdicts are taken in path order.
+      const identical: Array<boolean> = new Array(files.length).fill(false)
+      const same: Array<{ readonly index: number; readonly info: ObjectInfo }> = []
+      files.forEach((file, index) => {
+        const info = existing.get(file.path)
+        existing.delete(file.path)
+        if (info !== undefined && info.size === Number(file.size)) same.push({ index, info })
+      })
+      yield* Effect.forEach(
+        same,
+        ({ index, info }) =>
+          Effect.map(isIdentical(target.storage, files[index], info), (yes) => {
+            identical[index] = yes
+          }),
+        { concurrency: 8, discard: true },
+      )
+      files.forEach((file, i) => {
+        if (identical[i]) {
+          counters.identical++
+          return
+        }
+        toWrite.add(file.path)
+        counters.write++
+        counters.writeBytes += Number(file.size)
+        if (sampleWrite.length < SAMPLE) sampleWrite.push(file.path)
+      })
+    })
   yield* targetListing.pipe(Stream.runForEach((info) => Effect.sync(() => existing.set(info.key, info))))
-  yield* files().pipe(Stream.mapEffect(plan, { concurrency: 8 }), Stream.runDrain)
+  yield* filePagesOf(repo, manifest).pipe(Stream.runForEach(plan))
   const toDelete = [...existing.keys()].sort(comparePaths)
 
   // 3. Extra files go first (a path that was a file may now be a directory, or the reverse),
@@ -314,7 +380,7 @@ const restoreRun = Effect.fn("Restore.run")(function* (
     yield* writeFile(file).pipe(
       Semaphore.withPermits(semaphore, permitsFor(file)),
       Effect.catchIf(
-        (e: BlobStoreError) => e.cause instanceof IntegrityError || e.cause instanceof ManifestError,
+        (e): e is BlobStoreError => e instanceof BlobStoreError && (e.cause instanceof IntegrityError || e.cause instanceof ManifestError),
         (e) => Effect.fail(e.cause as IntegrityError | ManifestError),
       ),
     )
@@ -329,7 +395,8 @@ const restoreRun = Effect.fn("Restore.run")(function* (
     })
   })
   if (confirm && toWrite.size > 0) {
-    yield* files().pipe(
+    yield* filePagesOf(repo, manifest).pipe(
+      Stream.flattenIterable,
       Stream.filter((file) => toWrite.has(file.path)),
       Stream.mapEffect(write, { concurrency: options.fileConcurrency ?? 16 }),
       Stream.runDrain,

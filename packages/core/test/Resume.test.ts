@@ -265,6 +265,26 @@ describe("resuming an interrupted backup", () => {
     expect(await run(Effect.flip(abandonBackup(repo, id)))).toMatchObject({ _tag: "CheckpointError", reason: "NotFound" })
   })
 
+  it("checkpoints by bytes count bytes read: files reused from the parent never trigger one", async () => {
+    const src = await makeCluster("by-bytes")
+    // More files than one listing batch (256), so an unchanged run hands finished batches to the writer as it goes.
+    for (let i = 0; i < 700; i++) await run(src.storage.put(`f/${String(i).padStart(4, "0")}.bin`, random(300 + i, i + 1)))
+    // A slow listing (2 ms a file), so the checkpoint ticker (every 250 ms) runs several times in each backup.
+    const slow: Cluster = {
+      ...src,
+      storage: { ...src.storage, list: (prefix) => src.storage.list(prefix).pipe(Stream.tap(() => Effect.sleep(2))) },
+    }
+    const repo = await newRepo()
+    const options = { checkpointBytes: 1, checkpointIntervalMs: 3_600_000 }
+    const full = await run(backup(slow, repo, options))
+    expect(full.files_read).toBe(700)
+    expect(full.checkpoints_written).toBeGreaterThan(1)
+    const unchanged = await run(backup(slow, repo, { ...options, now: () => Date.now() + 3000 }))
+    expect(unchanged.files_reused).toBe(700)
+    // Only the create-only first checkpoint that reserves the backup id.
+    expect(unchanged.checkpoints_written).toBe(1)
+  })
+
   it("a checkpoint left after the commit (killed before deleting it) is cleaned up, not resumed", async () => {
     const src = await makeSource("leftover")
     const repo = await newRepo()
